@@ -1,0 +1,153 @@
+"""Differentiable volume rendering of colour, depth and features from a FeatureField.
+
+Rays are ``p(t) = o + t * d`` with ``d`` of unit z in the camera frame, so ``t`` is z-depth in
+metres (see ``core.camera.pixel_rays``). Sampling:
+
+* uniform stratified samples between the ray's entry and exit of the scene bounds, plus
+* **depth-guided** samples around the measured depth (RGB-D mode), or **importance** samples
+  drawn from a no-grad pass over the uniform samples (RGB-only mode, or rays without depth).
+
+Features are composited with *detached* weights (normalised by the opacity), so the feature loss
+cannot move geometry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from n3f_ros.core.camera import PinholeCamera, pixel_grid, pixel_rays
+
+
+@dataclass
+class RenderSettings:
+    n_uniform: int = 24          # stratified samples between near and far
+    n_extra: int = 16            # depth-guided or importance samples
+    depth_sigma: float = 0.015   # metres: spread of depth-guided samples
+    near: float = 0.05           # metres: no sample closer than this z-depth
+
+
+@dataclass
+class RenderOut:
+    rgb: torch.Tensor            # (N, 3) colour composited over black
+    depth: torch.Tensor          # (N,) expected z-depth in metres (un-normalised: sum w t)
+    acc: torch.Tensor            # (N,) opacity in [0, 1]
+    feat: torch.Tensor | None    # (N, D) opacity-normalised feature (weights detached)
+
+
+def ray_box(origins: torch.Tensor, dirs: torch.Tensor, bounds: torch.Tensor):
+    """Slab test. Returns near, far (N,) in ray parameter t, and hit (N,) bool."""
+    inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    t0 = (bounds[0] - origins) * inv
+    t1 = (bounds[1] - origins) * inv
+    near = torch.minimum(t0, t1).amax(-1)
+    far = torch.maximum(t0, t1).amin(-1)
+    return near, far, far > near
+
+
+def _stratified(near, far, n, perturb: bool):
+    # near, far (N,) -> (N, n) sorted t
+    u = torch.linspace(0.0, 1.0, n + 1, device=near.device)[:-1]
+    u = u[None].expand(len(near), n)
+    u = u + (torch.rand_like(u) if perturb else 0.5) / n
+    return near[:, None] + (far - near)[:, None] * u
+
+
+def _importance(t, weights, n, perturb: bool):
+    """Inverse-CDF samples (N, n) from piecewise-constant weights on intervals of t (N, S)."""
+    mids = 0.5 * (t[:, 1:] + t[:, :-1])
+    w = weights[:, 1:-1] + 1e-5
+    cdf = torch.cumsum(w / w.sum(-1, keepdim=True), -1)
+    cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf], -1)           # (N, S-1)
+    u = torch.rand(len(t), n, device=t.device) if perturb else \
+        torch.linspace(0.0, 1.0, n, device=t.device)[None].expand(len(t), n)
+    u = u.contiguous()
+    idx = torch.searchsorted(cdf, u, right=True).clamp(1, cdf.shape[1] - 1)
+    c0, c1 = cdf.gather(1, idx - 1), cdf.gather(1, idx)
+    b0, b1 = mids.gather(1, idx - 1), mids.gather(1, idx)
+    frac = (u - c0) / torch.where(c1 - c0 < 1e-5, torch.ones_like(c0), c1 - c0)
+    return b0 + frac * (b1 - b0)
+
+
+def composite(sigma, t, dirs_norm, far):
+    """Alpha compositing weights (N, S) from densities (N, S) at sorted t (N, S)."""
+    delta = torch.cat([t[:, 1:] - t[:, :-1], (far[:, None] - t[:, -1:]).clamp(min=1e-3)], -1)
+    alpha = 1.0 - torch.exp(-sigma * delta * dirs_norm[:, None])
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
+    return alpha * trans
+
+
+def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, settings: RenderSettings,
+                depth: torch.Tensor | None = None, perturb: bool = True,
+                with_features: bool = True) -> RenderOut:
+    """Render N rays (origins, dirs (N, 3) world). ``depth`` (N,) metres, <= 0 where unknown."""
+    near, far, hit = ray_box(origins, dirs, field.bounds)
+    near = near.clamp(min=settings.near)
+    far = torch.where(hit & (far > near), far, near + 1e-3)
+    t_uni = _stratified(near, far, settings.n_uniform, perturb)        # (N, U)
+    has_depth = depth > 0 if depth is not None else torch.zeros_like(near, dtype=torch.bool)
+    t_extra = torch.empty(len(near), settings.n_extra, device=near.device)
+    if settings.n_extra > 0:
+        if has_depth.any():
+            s = settings.depth_sigma
+            offs = torch.linspace(-2.5 * s, 2.5 * s, settings.n_extra, device=near.device)[None]
+            if perturb:
+                offs = offs + (torch.rand(int(has_depth.sum()), settings.n_extra, device=near.device) - 0.5) \
+                    * (5.0 * s / settings.n_extra)
+            t_extra[has_depth] = (depth[has_depth, None] + offs).clamp(min=settings.near)
+        nd = ~has_depth
+        if nd.any():
+            with torch.no_grad():
+                n, u = int(nd.sum()), settings.n_uniform
+                pts = origins[nd, None] + t_uni[nd, :, None] * dirs[nd, None]
+                sig = field.density(pts.reshape(-1, 3)).reshape(n, u)
+                w = composite(sig, t_uni[nd], dirs[nd].norm(dim=-1), far[nd])
+                t_extra[nd] = _importance(t_uni[nd], w, settings.n_extra, perturb)
+    t, _ = torch.sort(torch.cat([t_uni, t_extra], -1), -1)             # (N, S)
+    n, s = t.shape
+    pts = origins[:, None] + t[..., None] * dirs[:, None]               # (N, S, 3)
+    sigma, rgb, feat = field(pts.reshape(-1, 3), with_features=with_features)
+    w = composite(sigma.reshape(n, s), t, dirs.norm(dim=-1), far)        # (N, S)
+    acc = w.sum(-1)
+    out_rgb = (w[..., None] * rgb.reshape(n, s, 3)).sum(1)
+    out_depth = (w * t).sum(-1)
+    out_feat = None
+    if with_features:
+        wd = w.detach() / (acc.detach()[:, None] + 1e-6)
+        out_feat = (wd[..., None] * feat.reshape(n, s, -1)).sum(1)
+    return RenderOut(out_rgb, out_depth, acc, out_feat)
+
+
+@torch.no_grad()
+def render_image(field, camera: PinholeCamera, T_world_cam, settings: RenderSettings,
+                 width: int | None = None, with_features: bool = True, chunk: int = 4096):
+    """Render a whole view at ``width`` (aspect kept; default camera width).
+
+    Returns dict of numpy arrays: rgb (h, w, 3) float32, depth (h, w) metres (expected depth
+    divided by opacity), acc (h, w), feat (h, w, D) float32 (if with_features), and the camera
+    used (scaled to (w, h)).
+    """
+    if width is not None and width != camera.width:
+        height = max(1, int(round(camera.height * width / camera.width)))
+        camera = camera.scaled(width, height)
+    w, h = camera.size
+    o, d = pixel_rays(camera, T_world_cam, pixel_grid(w, h))
+    o = torch.as_tensor(o, dtype=torch.float32, device=field.device)
+    d = torch.as_tensor(d, dtype=torch.float32, device=field.device)
+    outs = [render_rays(field, o[i:i + chunk], d[i:i + chunk], settings, perturb=False,
+                        with_features=with_features) for i in range(0, len(o), chunk)]
+    acc = torch.cat([x.acc for x in outs]).reshape(h, w)
+    res = {
+        'rgb': torch.cat([x.rgb for x in outs]).reshape(h, w, 3).cpu().numpy(),
+        'depth': (torch.cat([x.depth for x in outs]).reshape(h, w) / acc.clamp(min=1e-6)).cpu().numpy(),
+        'acc': acc.cpu().numpy(),
+        'camera': camera,
+    }
+    if with_features:
+        res['feat'] = torch.cat([x.feat for x in outs]).reshape(h, w, -1).cpu().numpy()
+    return res
+
+
+def to_tensor(a, device, dtype=torch.float32) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
