@@ -1,0 +1,167 @@
+"""Launch the n3f_ros feature-field node (and optionally RViz2 with the shipped config).
+
+Usage (any ROS 2 distribution from Humble on)::
+
+    ros2 launch n3f_ros n3f.launch.py
+    ros2 launch n3f_ros n3f.launch.py image:=/camera/color/image_raw \\
+        camera_info:=/camera/color/camera_info depth:=/camera/aligned_depth_to_color/image_raw \\
+        pose:=/camera/pose rviz:=true
+    ros2 launch n3f_ros n3f.launch.py \\
+        params_file:=$(ros2 pkg prefix n3f_ros)/share/n3f_ros/config/realsense_wrist.yaml odom:=/odom
+
+Parameters come from ``params_file`` (default: the installed ``config/n3f.yaml``). The launch
+arguments ``pose_source``, ``use_depth`` and ``world_frame`` override the file only when given a
+non-empty value, so a params file such as ``realsense_wrist.yaml`` (``pose_source: odom``) is
+not silently overridden by a launch default. ``use_sim_time`` is always passed.
+
+Every input topic of SPEC §3 can be remapped with the argument of the same name (``image``,
+``image_compressed``, ``camera_info``, ``depth``, ``pose``, ``odom``, ``query_point``);
+``query_point`` defaults to RViz's ``/clicked_point`` so the "Publish Point" tool queries the map.
+
+Only the standard ``launch`` / ``launch_ros`` API is used (``DeclareLaunchArgument``,
+``OpaqueFunction``, ``LaunchConfiguration``, ``launch_ros.actions.Node``).
+"""
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.launch_description import LaunchDescription
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = 'n3f_ros'
+
+#: launch argument -> topic name the node subscribes to (SPEC §3, relative names)
+INPUT_REMAPS = {
+    'image': 'image',
+    'image_compressed': 'image/compressed',
+    'camera_info': 'camera_info',
+    'depth': 'depth',
+    'pose': 'pose',
+    'odom': 'odom',
+    'query_point': 'query/point',
+}
+
+#: node parameters that a non-empty launch argument of the same name overrides, with their type
+PARAMETER_OVERRIDES = {
+    'pose_source': str,
+    'use_depth': bool,
+    'world_frame': str,
+}
+
+#: topics the node publishes (SPEC §3); RViz's absolute names are remapped into the namespace
+PUBLISHED_TOPICS = (
+    'feature_cloud', 'feature_image', 'query/cloud', 'query/pose', 'query/markers', 'query/mask',
+    'edit/cloud', 'keyframes', 'diagnostics',
+)
+
+TRUE_WORDS = ('true', '1', 'yes', 'on')
+FALSE_WORDS = ('false', '0', 'no', 'off')
+
+
+def _as_bool(name, text):
+    """Parse a boolean launch argument, failing loudly on anything else."""
+    word = str(text).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"launch argument '{name}' must be true or false, got '{text}'")
+
+
+def _namespace_prefix(namespace):
+    """Absolute prefix for a namespace argument: '' -> '', 'robot1' or '/robot1/' -> '/robot1'."""
+    namespace = namespace.strip().strip('/')
+    return '/' + namespace if namespace else ''
+
+
+def node_parameters(context):
+    """The node's ``parameters`` list: the params file, then the non-empty overrides."""
+    params_file = LaunchConfiguration('params_file').perform(context)
+    overrides = {'use_sim_time': _as_bool('use_sim_time',
+                                          LaunchConfiguration('use_sim_time').perform(context))}
+    for name, kind in PARAMETER_OVERRIDES.items():
+        text = LaunchConfiguration(name).perform(context).strip()
+        if text:
+            overrides[name] = _as_bool(name, text) if kind is bool else text
+    return [params_file, overrides]
+
+
+def node_remappings(context):
+    """``(node topic, target)`` pairs for every input-topic launch argument."""
+    return [(topic, LaunchConfiguration(arg).perform(context)) for arg, topic in INPUT_REMAPS.items()]
+
+
+def _launch_setup(context, *args, **kwargs):
+    """Build the node (and RViz2) once the launch arguments are known."""
+    namespace = LaunchConfiguration('namespace').perform(context)
+    use_sim_time = _as_bool('use_sim_time', LaunchConfiguration('use_sim_time').perform(context))
+    actions = [
+        Node(
+            package=PACKAGE,
+            executable='n3f_node',
+            name='n3f',
+            namespace=namespace,
+            parameters=node_parameters(context),
+            remappings=node_remappings(context),
+            output='screen',
+            emulate_tty=True,
+        ),
+    ]
+    if _as_bool('rviz', LaunchConfiguration('rviz').perform(context)):
+        prefix = _namespace_prefix(namespace)
+        # The RViz config names the node's topics at the root namespace (/feature_cloud, ...):
+        # follow the node into its namespace.
+        rviz_remaps = [('/' + t, prefix + '/' + t) for t in PUBLISHED_TOPICS] if prefix else []
+        actions.append(Node(
+            package='rviz2',
+            executable='rviz2',
+            name='rviz2',
+            arguments=['-d', LaunchConfiguration('rviz_config').perform(context)],
+            parameters=[{'use_sim_time': use_sim_time}],
+            remappings=rviz_remaps,
+            output='screen',
+        ))
+    return actions
+
+
+def launch_arguments():
+    """Every ``DeclareLaunchArgument`` of this file (also used by ``n3f_bag.launch.py``)."""
+    share = get_package_share_directory(PACKAGE)
+    return [
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='Namespace of the node (and of all its topics)'),
+        DeclareLaunchArgument('params_file', default_value=share + '/config/n3f.yaml',
+                              description='Parameter file of the node (see config/n3f.yaml)'),
+        DeclareLaunchArgument('pose_source', default_value='',
+                              description="Override: 'pose' (PoseStamped) or 'odom' (Odometry); "
+                                          "empty = from params_file"),
+        DeclareLaunchArgument('use_depth', default_value='',
+                              description='Override: true/false, use the depth topic; '
+                                          'empty = from params_file'),
+        DeclareLaunchArgument('world_frame', default_value='',
+                              description='Override: frame of poses and outputs; empty = from params_file'),
+        DeclareLaunchArgument('use_sim_time', default_value='false',
+                              description='Use /clock (true when replaying a bag with --clock)'),
+        DeclareLaunchArgument('rviz', default_value='false',
+                              description='Also start rviz2 with the shipped config'),
+        DeclareLaunchArgument('rviz_config', default_value=share + '/rviz/n3f.rviz',
+                              description='RViz2 config used when rviz is true'),
+        DeclareLaunchArgument('image', default_value='image',
+                              description='Colour image topic (sensor_msgs/Image)'),
+        DeclareLaunchArgument('image_compressed', default_value='image/compressed',
+                              description='Compressed colour image topic (image_transport: compressed)'),
+        DeclareLaunchArgument('camera_info', default_value='camera_info',
+                              description='CameraInfo topic of the colour camera'),
+        DeclareLaunchArgument('depth', default_value='depth',
+                              description='Depth image aligned to the colour camera (16UC1 mm or 32FC1 m)'),
+        DeclareLaunchArgument('pose', default_value='pose',
+                              description='Camera optical-frame pose topic (geometry_msgs/PoseStamped)'),
+        DeclareLaunchArgument('odom', default_value='odom',
+                              description='Odometry topic (nav_msgs/Odometry, pose_source: odom)'),
+        DeclareLaunchArgument('query_point', default_value='/clicked_point',
+                              description='Query-by-point topic (default: RViz Publish Point)'),
+    ]
+
+
+def generate_launch_description():
+    """Launch description: the arguments above, then the node (and RViz2 when rviz:=true)."""
+    return LaunchDescription(launch_arguments() + [OpaqueFunction(function=_launch_setup)])
