@@ -6,7 +6,7 @@ import open3d as o3d
 import pytest
 from PIL import Image
 
-from n3f_ros.core.camera import backproject_depth, pixel_rays, project_points
+from n3f_ros.core.camera import GeometryError, backproject_depth, look_at, pixel_rays, project_points
 from n3f_ros.core.synth import (
     SceneFolderError,
     TabletopScene,
@@ -62,6 +62,11 @@ def test_frame_contract(seq, frames):
     assert hfov == pytest.approx(60.0)
     with pytest.raises(IndexError):
         seq[N]
+    with pytest.raises(GeometryError):
+        seq.scene.render(seq.camera, np.full((4, 4), np.nan))
+    away = look_at((0.0, 0.0, 0.5), (0.0, 0.0, 2.0))                 # looking at the sky
+    rgb, depth, inst = seq.scene.render(seq.camera, away)
+    assert not inst.any() and not depth.any() and np.all(rgb == rgb[0, 0])
 
 
 def test_scene_layout():

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import open3d as o3d
 
-from n3f_ros.core.camera import PinholeCamera, pixel_grid, pixel_rays
+from n3f_ros.core.camera import GeometryError, PinholeCamera, pixel_grid, pixel_rays
 from n3f_ros.core.synth import shapes, texture
 
 TABLE_ID = 1
@@ -185,6 +185,9 @@ class TabletopScene:
         Returns ``rgb`` (H, W, 3) uint8, ``depth`` (H, W) float32 z-depth in metres (0 where
         nothing is hit) and ``instance`` (H, W) int32 (0 = nothing hit).
         """
+        T = np.asarray(T_world_cam, dtype=np.float64)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+            raise GeometryError(f'T_world_cam must be a finite 4x4 matrix, got shape {T.shape}')
         W, H = camera.size
         o, d = pixel_rays(camera, T_world_cam, pixel_grid(W, H))   # (N, 3) each; d has unit cam-z
         hit = self.cast(o, d)
