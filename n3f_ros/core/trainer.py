@@ -56,22 +56,22 @@ class Trainer:
         out = render_rays(self.field, batch.origins, batch.dirs, cfg.render, depth=depth, perturb=True)
         loss_rgb = ((out.rgb - batch.rgb) ** 2).mean()
         loss = cfg.w_rgb * loss_rgb
-        terms = {'rgb': float(loss_rgb)}
+        terms = {'rgb': loss_rgb.item()}
         if depth is not None:
             valid = depth > 0
             if valid.any():
                 loss_depth = (out.depth[valid] - depth[valid]).abs().mean()
                 loss_opacity = ((1.0 - out.acc[valid]) ** 2).mean()
                 loss = loss + cfg.w_depth * loss_depth + cfg.w_opacity * loss_opacity
-                terms['depth'] = float(loss_depth)
+                terms['depth'] = loss_depth.item()
         wt = out.acc.detach().clamp(0, 1)
         loss_feat = (wt * ((out.feat - batch.feat) ** 2).sum(-1)).sum() / wt.sum().clamp(min=1e-6)
         loss = loss + cfg.w_feat * loss_feat
-        terms['feat'] = float(loss_feat)
+        terms['feat'] = loss_feat.item()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        terms['loss'] = float(loss)
+        terms['loss'] = loss.item()
         self.steps += 1
         self.last = terms
         self.seconds += time.perf_counter() - t0
