@@ -1,4 +1,6 @@
 """Tests of n3f_ros.core.cloud on synthetic feature clouds (no ROS, a few seconds in all)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -199,11 +201,12 @@ def test_pca_colours_are_stable_and_persistent(scene):
     assert np.linalg.norm(means[0] - means[1]) > 20 and np.linalg.norm(means[1] - means[2]) > 20
     # an explicit refit on the same data is deterministic
     assert np.array_equal(FeaturePCA().fit(f[first]).colors(f), after)
-    # state round trip, also through plain lists (e.g. JSON/YAML)
-    state = pca.state_dict()
-    lists = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
-    for s in (state, lists):
+    # state round trip through plain JSON-safe values, or numpy arrays
+    state = json.loads(json.dumps(pca.state_dict()))
+    arrays = {k: np.asarray(v) for k, v in state.items()}
+    for s in (state, arrays):
         assert np.array_equal(FeaturePCA().load_state_dict(s).colors(f), after)
+    assert not FeaturePCA().load_state_dict(FeaturePCA().state_dict()).fitted
     # feature images (H, W, D)
     img = f[:600].reshape(20, 30, -1)
     assert np.array_equal(pca.colors(img).reshape(-1, 3), after[:600])

@@ -94,17 +94,15 @@ class FeaturePCA:
         return np.rint(np.clip(t, 0.0, 1.0) * 255.0).astype(np.uint8)
 
     def state_dict(self) -> dict:
-        """Plain state (numpy arrays and floats) for persistence; ``{}``-like if unfitted."""
-        return {
-            'percentiles': list(self.percentiles),
-            'mean': None if self.mean is None else self.mean.copy(),
-            'components': None if self.components is None else self.components.copy(),
-            'lo': None if self.lo is None else self.lo.copy(),
-            'hi': None if self.hi is None else self.hi.copy(),
-        }
+        """Plain state: floats and nested lists of floats (None before fitting), so it is safe for
+        JSON/YAML and ``torch.load(weights_only=True)`` (which refuses numpy arrays)."""
+        def plain(a):
+            return None if a is None else np.asarray(a, dtype=np.float64).tolist()
+        return {'percentiles': list(self.percentiles), 'mean': plain(self.mean),
+                'components': plain(self.components), 'lo': plain(self.lo), 'hi': plain(self.hi)}
 
     def load_state_dict(self, state: dict) -> FeaturePCA:
-        """Restore from ``state_dict()`` output (arrays or nested lists). Raises CloudError."""
+        """Restore from ``state_dict()`` output (lists, numpy arrays or CPU tensors). Raises CloudError."""
         try:
             lo_p, hi_p = (float(p) for p in state['percentiles'])
             arrays = [state[k] for k in ('mean', 'components', 'lo', 'hi')]
