@@ -12,8 +12,8 @@ Pairing rules for an image stamped ``t`` (seconds), received at wall time ``w``:
   within ``depth_timeout`` wall seconds): the buffered depth whose stamp is nearest ``t`` and within
   ``max_pose_dt``; the image waits for it up to ``hold_time``. Depth still missing then: the frame
   goes on RGB-only and ``'depth_unmatched'`` is counted as a warning.
-* **intrinsics**: the latest camera_info, K scaled to the image size (validation.fit_camera).
-  None received yet -> ``'no_camera_info'``.
+* **intrinsics**: the latest camera_info received before the image, K scaled to the image size
+  (validation.fit_camera). None received yet -> ``'no_camera_info'``.
 
 Images wait in a bounded FIFO (``max_pending``, the oldest is dropped as ``'input_overflow'``);
 they are released in arrival order.
@@ -39,6 +39,7 @@ class PendingImage:
     rgb: np.ndarray              # (H, W, 3) uint8
     frame_id: str                # camera optical frame of the image
     received: float              # wall time of arrival, seconds
+    camera: PinholeCamera | None  # the latest camera_info when the image arrived
 
 
 @dataclass
@@ -89,7 +90,7 @@ class FrameAssembler:
         """Queue an image; returns the errors of images pushed out of the full queue."""
         dropped = []
         with self._lock:
-            self._pending.append(PendingImage(float(stamp), rgb, frame_id, wall))
+            self._pending.append(PendingImage(float(stamp), rgb, frame_id, wall, self.camera))
             while len(self._pending) > self._max_pending:
                 old = self._pending.popleft()
                 dropped.append(MessageError('input_overflow', f'image at {old.stamp:.3f} dropped: '
@@ -147,10 +148,10 @@ class FrameAssembler:
         return None, bool(stamps.max() > t + self.max_pose_dt)
 
     def _assemble(self, img: PendingImage, depth: np.ndarray | None, need_depth: bool) -> AssembledFrame:
-        if self.camera is None:
-            raise MessageError('no_camera_info', 'no valid camera_info received yet')
+        if img.camera is None:
+            raise MessageError('no_camera_info', 'no valid camera_info received before the image')
         h, w = img.rgb.shape[:2]
-        camera = fit_camera(self.camera, w, h)
+        camera = fit_camera(img.camera, w, h)
         T = self.poses.lookup(img.stamp, self.max_pose_dt)
         if depth is not None:
             depth = align_depth(depth, w, h)

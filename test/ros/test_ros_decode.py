@@ -149,7 +149,8 @@ def _fields(msg):
 def test_bad_camera_info():
     ok = {'width': 640, 'height': 480, 'k': [500.0, 0, 320, 0, 500, 240, 0, 0, 1]}
     assert _reason(decode.decode_camera_info, NS(**{**ok, 'k': [0.0] * 9})) == 'bad_focal'
-    assert _reason(decode.decode_camera_info, NS(**{**ok, 'k': [-5.0, 0, 1, 0, 5, 1, 0, 0, 1]})) == 'bad_focal'
+    neg = [-5.0, 0, 1, 0, 5, 1, 0, 0, 1]
+    assert _reason(decode.decode_camera_info, NS(**{**ok, 'k': neg})) == 'bad_focal'
     assert _reason(decode.decode_camera_info, NS(**{**ok, 'width': 0})) == 'bad_size'
     assert _reason(decode.decode_camera_info, NS(**{**ok, 'k': [np.nan] + ok['k'][1:]})) == 'non_finite'
 

@@ -1,0 +1,556 @@
+"""The n3f node (SPEC §3): thin ROS glue around :class:`n3f_ros.core.mapper.Mapper`.
+
+Threads and callback groups (MultiThreadedExecutor):
+
+* ``input`` (mutually exclusive): image / compressed image / depth / camera_info / pose / odom
+  callbacks and a 20 Hz poll timer. They only decode, validate, pair (``sync.FrameAssembler``)
+  and ``Mapper.submit`` (bounded queue, newest wins): never the teacher or training.
+* the Mapper's own worker thread: teacher + keyframes + training.
+* ``output``: feature_cloud / feature_image / keyframes timer (cloud_rate).
+* ``queries``: query/point, query/name, prototypes/save and the services.
+* ``diagnostics``: the diagnostics timer.
+
+Every malformed message is dropped, counted per reason (``diagnostics``: ``rejected/<reason>``)
+and logged at most every :data:`LOG_PERIOD` seconds per (topic, reason); callbacks never raise.
+
+Query answers (all latched: reliable, transient local, depth 1; header stamp = the query's stamp;
+for ``query/name``, a String without a stamp, the node clock at arrival):
+``query/mask``, ``query/pose``, ``query/markers``, ``edit/cloud`` then ``query/cloud``. A query
+that cannot be answered (empty map, nothing found, unknown prototype, wrong frame, NaN point) is
+answered with an *empty* result so clients never hang: a 0-point ``query/cloud``, a DELETEALL-only
+``query/markers``, an all-zero ``query/mask`` (0x0 when no image was seen yet), ``edit/cloud`` =
+the whole scene ('remove') or nothing ('extract'), and no ``query/pose``; the reason is logged.
+
+Clouds: ``feature_cloud`` = x y z rgb(PCA of features) label; ``query/cloud`` = x y z rgb(observed
+colour) similarity; ``edit/cloud`` = x y z rgb(observed colour) label.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PointStamped, PoseArray, PoseStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+from visualization_msgs.msg import MarkerArray
+
+from n3f_ros.ros import decode, diagnostics, encode
+from n3f_ros.ros.decode import MessageError
+from n3f_ros.ros.parameters import PARAMETERS, descriptor, validate
+from n3f_ros.ros.sync import FrameAssembler
+from n3f_ros.ros.validation import StampMonitor
+
+#: seconds between two log lines for the same (topic, reason)
+LOG_PERIOD = 5.0
+#: QoS of query results (SPEC §3: latched)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: QoS of pose / odometry input: best effort matches reliable and best-effort publishers
+POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+class StartupError(RuntimeError):
+    """Invalid parameters or a mapper that cannot be built (e.g. no teacher weights)."""
+
+
+class N3FNode(Node):
+    """Node ``n3f``. ``mapper``: an already built Mapper (tests); built from parameters if None."""
+
+    def __init__(self, node_name: str = 'n3f', mapper=None, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self.counters = diagnostics.Counters()
+        self._log_times: dict = {}
+        self._log_suppressed: dict = {}
+        self._last_rejected_total = 0
+        self._mapper_prev = (time.monotonic(), 0)
+        self.latest = None              # (PinholeCamera, T_world_cam, frame_id, stamp) of the newest frame
+        self.query_latency_ms = float('nan')
+        self.p = self._declare_parameters()
+        self.world_frame = self.p['world_frame']
+        try:
+            self.T_child_cam = decode.decode_extrinsic(self.p['camera_extrinsic'])
+        except MessageError as e:
+            raise StartupError(f'camera_extrinsic: {e.text}') from e
+
+        self.stamps = StampMonitor(self.p['max_future_dt'])
+        self.assembler = FrameAssembler(max_pose_dt=self.p['max_pose_dt'], use_depth=self.p['use_depth'],
+                                        min_depth=self.p['min_depth'], max_depth=self.p['max_depth'],
+                                        hold_time=max(0.3, 4 * self.p['max_pose_dt']))
+        self.mapper = mapper if mapper is not None else self._build_mapper()
+        self.mapper.start()
+        self._create_interfaces()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info(
+            f"ready: world_frame '{self.world_frame}', pose_source '{self.p['pose_source']}', "
+            f"image_transport '{self.p['image_transport']}', teacher '{self.p['teacher_model']}'"
+            f"{' (random init)' if self.p['teacher_random_init'] else ''} on {self.mapper.device}")
+
+    # ------------------------------------------------------------------------------------------
+    # set-up
+    # ------------------------------------------------------------------------------------------
+    def _declare_parameters(self) -> dict:
+        for p in PARAMETERS:
+            try:
+                self.declare_parameter(p.name, p.default, descriptor(p))
+            except Exception as e:                # wrong type/range from --params-file or -p
+                raise StartupError(f"parameter '{p.name}' ({p.type}, {p.constraint or 'any'}): {e}") from e
+        values = {p.name: self.get_parameter(p.name).value for p in PARAMETERS}
+        for name, value in values.items():
+            values[name] = list(value) if isinstance(value, (tuple, np.ndarray)) or \
+                type(value).__name__ == 'array' else value
+            err = validate(name, values[name])
+            if err:
+                raise StartupError(f'parameter {err}')
+        if values['min_depth'] >= values['max_depth']:
+            raise StartupError('parameter min_depth must be < max_depth')
+        return values
+
+    def _build_mapper(self):
+        from n3f_ros.core.mapper import Mapper, MapperConfig
+        try:
+            return Mapper(MapperConfig.from_dict(self.p))
+        except Exception as e:
+            raise StartupError(f'cannot build the mapper: {type(e).__name__}: {e}') from e
+
+    def _create_interfaces(self) -> None:
+        self._g_input = MutuallyExclusiveCallbackGroup()
+        self._g_output = MutuallyExclusiveCallbackGroup()
+        self._g_query = MutuallyExclusiveCallbackGroup()
+        self._g_diag = MutuallyExclusiveCallbackGroup()
+        sub = self.create_subscription
+        sensor = qos_profile_sensor_data
+        if self.p['image_transport'] == 'compressed':
+            sub(CompressedImage, 'image/compressed', self._guard('image/compressed', self._on_compressed),
+                sensor, callback_group=self._g_input)
+        else:
+            sub(Image, 'image', self._guard('image', self._on_image), sensor, callback_group=self._g_input)
+        sub(CameraInfo, 'camera_info', self._guard('camera_info', self._on_camera_info), sensor,
+            callback_group=self._g_input)
+        sub(Image, 'depth', self._guard('depth', self._on_depth), sensor, callback_group=self._g_input)
+        if self.p['pose_source'] == 'odom':
+            from nav_msgs.msg import Odometry
+            sub(Odometry, 'odom', self._guard('odom', self._on_odom), POSE_QOS,
+                callback_group=self._g_input)
+        else:
+            sub(PoseStamped, 'pose', self._guard('pose', self._on_pose), POSE_QOS,
+                callback_group=self._g_input)
+        sub(PointStamped, 'query/point', self._guard('query/point', self._on_query_point), 10,
+            callback_group=self._g_query)
+        sub(String, 'query/name', self._guard('query/name', self._on_query_name), 10,
+            callback_group=self._g_query)
+        sub(String, 'prototypes/save', self._guard('prototypes/save', self._on_save_prototype), 10,
+            callback_group=self._g_query)
+
+        pub = self.create_publisher
+        self.pub_cloud = pub(PointCloud2, 'feature_cloud', 1)
+        self.pub_feature_image = pub(Image, 'feature_image', 1)
+        self.pub_keyframes = pub(PoseArray, 'keyframes', 1)
+        self.pub_diag = pub(DiagnosticArray, 'diagnostics', 10)
+        self.pub_q_cloud = pub(PointCloud2, 'query/cloud', LATCHED)
+        self.pub_q_pose = pub(PoseStamped, 'query/pose', LATCHED)
+        self.pub_q_markers = pub(MarkerArray, 'query/markers', LATCHED)
+        self.pub_q_mask = pub(Image, 'query/mask', LATCHED)
+        self.pub_edit = pub(PointCloud2, 'edit/cloud', LATCHED)
+
+        srv = self.create_service
+        srv(Trigger, '~/reset', self._srv_reset, callback_group=self._g_query)
+        srv(Trigger, '~/save', self._srv_save, callback_group=self._g_query)
+        srv(Trigger, '~/load', self._srv_load, callback_group=self._g_query)
+        srv(SetBool, '~/pause', self._srv_pause, callback_group=self._g_query)
+
+        self.create_timer(0.05, self._guard('poll', lambda: self._flush()), callback_group=self._g_input)
+        self._cloud_timer = self.create_timer(1.0 / self.p['cloud_rate'],
+                                              self._guard('publish', self._publish_outputs),
+                                              callback_group=self._g_output)
+        self._diag_timer = self.create_timer(1.0 / self.p['diagnostics_rate'],
+                                             self._guard('diagnostics', self._publish_diagnostics),
+                                             callback_group=self._g_diag)
+
+    # ------------------------------------------------------------------------------------------
+    # errors and logging
+    # ------------------------------------------------------------------------------------------
+    def _guard(self, topic: str, fn):
+        """Wrap a callback: count, turn MessageError into a rejection, never raise."""
+        def callback(*args):
+            if args:
+                self.counters.add(f'received/{topic}')
+            try:
+                return fn(*args)
+            except MessageError as e:
+                self._reject(topic, e)
+            except Exception as e:  # noqa: BLE001 - a callback must never take the node down
+                self._reject(topic, MessageError('internal_error', f'{type(e).__name__}: {e}'))
+                self._throttled(topic, 'traceback', traceback.format_exc(), error=True)
+        return callback
+
+    def _reject(self, topic: str, err: MessageError) -> None:
+        self.counters.add(f'rejected/{err.reason}')
+        self.counters.add(f'rejected/{topic}/{err.reason}')
+        self._throttled(topic, err.reason, f"dropped a message on '{topic}': {err.reason}: {err.text}")
+
+    def _throttled(self, topic: str, key: str, text: str, error: bool = False, info: bool = False) -> None:
+        k = (topic, key)
+        now = time.monotonic()
+        if now - self._log_times.get(k, -np.inf) < LOG_PERIOD:
+            self._log_suppressed[k] = self._log_suppressed.get(k, 0) + 1
+            return
+        n = self._log_suppressed.pop(k, 0)
+        self._log_times[k] = now
+        text = text + (f' ({n} more like this in the last {LOG_PERIOD:g} s)' if n else '')
+        log = self.get_logger()      # one call site per severity: rclpy requires it
+        if error:
+            log.error(text)
+        elif info:
+            log.info(text)
+        else:
+            log.warning(text)
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _check_stamp(self, topic: str, msg) -> float:
+        stamp = decode.header_sec(msg)
+        self.stamps.check(topic, stamp, self._now())
+        return stamp
+
+    # ------------------------------------------------------------------------------------------
+    # input callbacks
+    # ------------------------------------------------------------------------------------------
+    def _on_image(self, msg) -> None:
+        rgb = decode.decode_image(msg)
+        self._add_image('image', msg, rgb)
+
+    def _on_compressed(self, msg) -> None:
+        rgb = decode.decode_compressed_image(msg)
+        self._add_image('image/compressed', msg, rgb)
+
+    def _add_image(self, topic: str, msg, rgb) -> None:
+        stamp = self._check_stamp(topic, msg)
+        for err in self.assembler.add_image(stamp, rgb, msg.header.frame_id, time.monotonic()):
+            self._reject(topic, err)
+        self._flush()
+
+    def _on_camera_info(self, msg) -> None:
+        cam = decode.decode_camera_info(msg)
+        self._check_stamp('camera_info', msg)
+        self.assembler.set_camera(cam)
+
+    def _on_depth(self, msg) -> None:
+        if not self.p['use_depth']:
+            return
+        depth = decode.decode_depth(msg)
+        stamp = self._check_stamp('depth', msg)
+        frac = self.assembler.add_depth(stamp, depth, time.monotonic())
+        if frac < 0.05:
+            self.counters.add('warning/depth_mostly_invalid')
+        self._flush()
+
+    def _check_world(self, topic: str, frame_id: str) -> None:
+        if frame_id not in ('', self.world_frame):
+            raise MessageError('wrong_frame', f"frame '{frame_id}' is not world_frame '{self.world_frame}' "
+                                              '(no tf lookup here: set world_frame or transform upstream)')
+
+    def _on_pose(self, msg) -> None:
+        T = decode.decode_pose(msg)
+        self._check_world('pose', msg.header.frame_id)
+        stamp = self._check_stamp('pose', msg)
+        self.assembler.add_pose(stamp, T)
+        self._flush()
+
+    def _on_odom(self, msg) -> None:
+        T_world_child = decode.decode_odometry(msg)
+        self._check_world('odom', msg.header.frame_id)
+        stamp = self._check_stamp('odom', msg)
+        self.assembler.add_pose(stamp, T_world_child @ self.T_child_cam)
+        self._flush()
+
+    def _flush(self) -> None:
+        frames, errors = self.assembler.poll(time.monotonic())
+        for err in errors:
+            self._reject('image', err)
+        for w, n in list(self.assembler.warnings.items()):
+            if n:
+                self.counters.add(f'warning/{w}', n)
+                self.assembler.warnings[w] = 0
+        for af in frames:
+            f = af.frame
+            self.latest = (f.camera, f.T_world_cam, af.frame_id, f.stamp)
+            if self.mapper.paused:
+                self.counters.add('frames_paused')
+                continue
+            self.counters.add('frames_submitted')
+            if not self.mapper.submit(f):
+                self.counters.add('frames_replaced_in_queue')
+
+    # ------------------------------------------------------------------------------------------
+    # periodic outputs
+    # ------------------------------------------------------------------------------------------
+    def _publish_outputs(self) -> None:
+        cloud = self.mapper.cloud()
+        now = self.get_clock().now()
+        header = encode.make_header(now, self.world_frame)
+        if cloud is not None:
+            labels = cloud.labels if cloud.labels is not None else np.zeros(len(cloud), np.uint32)
+            self.pub_cloud.publish(encode.pointcloud2_msg(
+                {'xyz': cloud.xyz, 'rgb': cloud.pca_rgb, 'label': labels}, header))
+            self.counters.add('clouds_published')
+        latest = self.latest
+        if latest is not None and cloud is not None:
+            cam, T, frame_id, stamp = latest
+            img = self.mapper.feature_image(cam, T)
+            if img is not None:
+                self.pub_feature_image.publish(encode.image_msg(img, encode.make_header(stamp, frame_id)))
+        self.pub_keyframes.publish(encode.pose_array_msg(self.mapper.keyframe_poses(), header))
+
+    def _publish_diagnostics(self) -> None:
+        snap = self.counters.snapshot()
+        rates = self.counters.rates()
+        stats = self.mapper.stats()
+        t0, n0 = self._mapper_prev
+        t1, n1 = time.monotonic(), int(stats.get('frames_integrated', 0))
+        self._mapper_prev = (t1, n1)
+        total = sum(v for k, v in snap.items() if k.startswith('rejected/') and k.count('/') == 1)
+        new = total - self._last_rejected_total
+        self._last_rejected_total = total
+        stats['query_latency_ms'] = self.query_latency_ms
+        sts = diagnostics.statuses(self.get_name(), snap, rates, stats, (n1 - n0) / max(t1 - t0, 1e-6), new)
+        header = encode.make_header(self.get_clock().now(), '')
+        self.pub_diag.publish(encode.diagnostic_array_msg(header, sts))
+
+    # ------------------------------------------------------------------------------------------
+    # queries
+    # ------------------------------------------------------------------------------------------
+    def _on_query_point(self, msg) -> None:
+        stamp = msg.header.stamp
+        try:
+            xyz = decode.decode_point(msg)
+            self._check_world('query/point', msg.header.frame_id)
+        except MessageError as e:
+            self._publish_answer(stamp, None, None, f'{e.reason}: {e.text}')
+            raise
+        self._answer(stamp, lambda: self.mapper.query_point(xyz), f'point {np.round(xyz, 3).tolist()}')
+
+    def _on_query_name(self, msg) -> None:
+        stamp = self.get_clock().now().to_msg()
+        name = msg.data.strip()
+        self._answer(stamp, lambda: self.mapper.query_prototype(name), f"prototype '{name}'")
+
+    def _on_save_prototype(self, msg) -> None:
+        name = msg.data.strip()
+        try:
+            self.mapper.save_prototype(name)
+        except ValueError as e:
+            raise MessageError('no_query', f"cannot save prototype '{name}': {e}") from e
+        self.counters.add('prototypes_saved')
+        self.get_logger().info(f"saved the last query's prototype as '{name}'")
+
+    def _answer(self, stamp, query, what: str) -> None:
+        from n3f_ros.core.cloud import CloudError
+        t0 = time.perf_counter()
+        before = self.mapper.cloud()
+        try:
+            result = query()
+        except (CloudError, KeyError, ValueError) as e:
+            result, why = None, str(e).strip('"\'')
+        else:
+            why = 'nothing found' if len(result) == 0 else ''
+        cloud = self.mapper.cloud()
+        if result is not None and (cloud is not before or cloud is None
+                                   or len(cloud) != len(result.all_similarity)):
+            cloud = None                     # the map changed under the query: no colours / edit
+        self._publish_answer(stamp, result, cloud, why, what)
+        self.query_latency_ms = 1000.0 * (time.perf_counter() - t0)
+        self.counters.add('queries')
+
+    def _publish_answer(self, stamp, result, cloud, why: str, what: str = 'query') -> None:
+        """Publish the (possibly empty) answer of a query, stamped ``stamp``; cloud last."""
+        header = encode.make_header(stamp, self.world_frame)
+        latest = self.latest
+        empty = result is None or len(result) == 0
+        if empty:
+            self.counters.add('queries_empty')
+            self._throttled('query', 'empty', f'{what}: empty answer ({why})', info=True)
+        # mask on the latest camera
+        mask = None
+        if latest is not None:
+            cam, T, frame_id, _ = latest
+            if not empty:
+                mask = self.mapper.render_mask(result, cam, T)
+            if mask is None:
+                mask = np.zeros((cam.height, cam.width), bool)
+            self.pub_q_mask.publish(encode.image_msg(mask, encode.make_header(stamp, frame_id)))
+        else:
+            self.pub_q_mask.publish(encode.image_msg(np.zeros((0, 0), np.uint8),
+                                                     encode.make_header(stamp, '')))
+        if empty:
+            self.pub_q_markers.publish(encode.query_markers(header))
+            full = self.mapper.cloud() if self.p['edit_mode'] == 'remove' else None
+            if full is not None:
+                self.pub_edit.publish(self._scene_cloud_msg(full, header))
+            else:
+                self.pub_edit.publish(encode.pointcloud2_msg(
+                    {'xyz': np.zeros((0, 3)), 'rgb': np.zeros((0, 3), np.uint8),
+                     'label': np.zeros(0, np.uint32)}, header))
+            self.pub_q_cloud.publish(encode.pointcloud2_msg(
+                {'xyz': np.zeros((0, 3)), 'rgb': np.zeros((0, 3), np.uint8),
+                 'similarity': np.zeros(0, np.float32)}, header))
+            return
+        box = result.box
+        R = np.asarray(box.R, dtype=np.float64)
+        T_obj = np.eye(4)
+        T_obj[:3, :3] = R if np.linalg.det(R) > 0 else R * np.array([1.0, 1.0, -1.0])
+        T_obj[:3, 3] = result.centroid
+        self.pub_q_pose.publish(encode.pose_stamped_msg(T_obj, header))
+        label = f'{result.name or "object"} {result.score:.2f}'
+        self.pub_q_markers.publish(encode.query_markers(header, box.center, box.extent, R, result.centroid,
+                                                        label))
+        if cloud is not None:
+            from n3f_ros.core.cloud import edit_cloud
+            edited = edit_cloud(cloud, result, self.p['edit_mode'])
+            self.pub_edit.publish(self._scene_cloud_msg(edited, header))
+            rgb = cloud.rgb[result.indices]
+        else:
+            rgb = np.full((len(result), 3), 255, np.uint8)
+        self.pub_q_cloud.publish(encode.pointcloud2_msg(
+            {'xyz': result.xyz, 'rgb': rgb, 'similarity': result.similarity}, header))
+        self.get_logger().info(f'{what}: {len(result)} points, score {result.score:.2f}, centroid '
+                               f'{np.round(result.centroid, 3).tolist()}')
+
+    @staticmethod
+    def _scene_cloud_msg(cloud, header):
+        labels = cloud.labels if cloud.labels is not None else np.zeros(len(cloud), np.uint32)
+        return encode.pointcloud2_msg({'xyz': cloud.xyz, 'rgb': cloud.rgb, 'label': labels}, header)
+
+    # ------------------------------------------------------------------------------------------
+    # services
+    # ------------------------------------------------------------------------------------------
+    def _srv_reset(self, request, response):
+        self.mapper.reset()
+        cam = self.assembler.camera
+        self.assembler.clear()
+        if cam is not None:
+            self.assembler.set_camera(cam)      # intrinsics stay valid across a reset
+        self.stamps.reset()
+        response.success, response.message = True, 'map, pose buffer and stamp history cleared'
+        self.get_logger().info(response.message)
+        return response
+
+    def _map_path(self) -> str:
+        return os.path.expanduser(self.p['map_path'])
+
+    def _srv_save(self, request, response):
+        path = self._map_path()
+        try:
+            self.mapper.save(path)
+            response.success, response.message = True, f'map saved to {path}'
+        except Exception as e:  # noqa: BLE001 - report any failure to the caller, keep running
+            response.success, response.message = False, f'cannot save the map to {path}: {e}'
+        self._log_result(response)
+        return response
+
+    def _srv_load(self, request, response):
+        path = self._map_path()
+        try:
+            self.mapper.load(path)
+            response.success, response.message = True, f'map loaded from {path}'
+        except Exception as e:  # noqa: BLE001 - a crafted or missing file must not kill the node
+            response.success, response.message = False, f'cannot load the map from {path}: {e}'
+        self._log_result(response)
+        return response
+
+    def _log_result(self, response) -> None:
+        if response.success:
+            self.get_logger().info(response.message)
+        else:
+            self.get_logger().error(response.message)
+
+    def _srv_pause(self, request, response):
+        self.mapper.set_paused(bool(request.data))
+        response.success = True
+        response.message = 'paused' if request.data else 'resumed'
+        self.get_logger().info(f'integration and training {response.message}')
+        return response
+
+    # ------------------------------------------------------------------------------------------
+    # parameters
+    # ------------------------------------------------------------------------------------------
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        new = dict(self.p)
+        for prm in params:
+            value = prm.value
+            if isinstance(value, (tuple, np.ndarray)) or type(value).__name__ == 'array':
+                value = list(value)
+            err = validate(prm.name, value)
+            if err:
+                return SetParametersResult(successful=False, reason=err)
+            if prm.name in new:
+                new[prm.name] = value
+        if new['min_depth'] >= new['max_depth']:
+            return SetParametersResult(successful=False, reason='min_depth must be < max_depth')
+        changed = {k for k in new if new[k] != self.p[k]}
+        self.p = new
+        a, cfg = self.assembler, self.mapper.config
+        a.max_pose_dt, a.use_depth = new['max_pose_dt'], new['use_depth']
+        a.min_depth, a.max_depth = new['min_depth'], new['max_depth']
+        a.hold_time = max(0.3, 4 * new['max_pose_dt'])
+        self.stamps.max_future_dt = new['max_future_dt']
+        for k in ('use_depth', 'min_depth', 'max_depth', 'query_threshold'):
+            if hasattr(cfg, k):
+                setattr(cfg, k, new[k])
+        if 'cloud_rate' in changed:
+            self._cloud_timer.cancel()
+            self.destroy_timer(self._cloud_timer)
+            self._cloud_timer = self.create_timer(1.0 / new['cloud_rate'],
+                                                  self._guard('publish', self._publish_outputs),
+                                                  callback_group=self._g_output)
+        if 'diagnostics_rate' in changed:
+            self._diag_timer.cancel()
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(1.0 / new['diagnostics_rate'],
+                                                 self._guard('diagnostics', self._publish_diagnostics),
+                                                 callback_group=self._g_diag)
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the timers and the mapper's worker thread (call before destroy_node)."""
+        for t in (self._cloud_timer, self._diag_timer):
+            t.cancel()
+        self.mapper.stop()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    rc = 0
+    try:
+        node = N3FNode()
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except StartupError as e:
+        rclpy.logging.get_logger('n3f').fatal(str(e))
+        rc = 1
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return rc
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

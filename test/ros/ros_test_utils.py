@@ -1,0 +1,209 @@
+"""Helpers of the ROS tests: a synthetic-scene publisher, a fake Mapper, waiting.
+
+``ScenePlayer`` turns a core.synth sequence into the node's input messages (Image, CameraInfo,
+depth, PoseStamped / Odometry) with stamps on the wall clock, so the node's future/backwards
+checks see realistic times.
+"""
+from __future__ import annotations
+
+import io
+import time
+from types import SimpleNamespace
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from n3f_ros.core.camera import invert_pose, project_points
+from n3f_ros.core.cloud import FeatureCloud, query_by_point, query_by_prototype
+from n3f_ros.ros import encode
+
+WORLD = 'map'
+CAM_FRAME = 'camera_color_optical_frame'
+
+
+def wait_for(pred, timeout: float, step: float = 0.02, what: str = 'condition'):
+    """Poll ``pred()`` until truthy (returned) or raise AssertionError after ``timeout`` s
+    (``what``: a text or a callable giving one, evaluated on failure)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            text = what() if callable(what) else what
+            raise AssertionError(f'timed out after {timeout:g} s waiting for {text}')
+        time.sleep(step)
+
+
+def camera_info_msg(camera, header, scale: float = 1.0) -> CameraInfo:
+    """CameraInfo of ``camera``; ``scale`` != 1 publishes it for a resized image (K scaled)."""
+    c = camera.scaled(round(camera.width * scale), round(camera.height * scale)) if scale != 1.0 else camera
+    return CameraInfo(header=header, width=c.width, height=c.height, distortion_model='plumb_bob',
+                      d=[0.0] * 5, k=c.K.reshape(-1).tolist(),
+                      p=np.hstack([c.K, np.zeros((3, 1))]).reshape(-1).tolist(),
+                      r=np.eye(3).reshape(-1).tolist())
+
+
+def compressed_msg(rgb, header, fmt='png') -> CompressedImage:
+    from PIL import Image as PILImage
+    buf = io.BytesIO()
+    PILImage.fromarray(rgb).save(buf, format=fmt.upper())
+    return CompressedImage(header=header, format=fmt, data=buf.getvalue())
+
+
+class ScenePlayer:
+    """Publishes frames of a synthetic sequence through ``node``'s publishers.
+
+    ``pose_source``: 'pose' (PoseStamped of the camera) or 'odom' (Odometry of a child frame
+    with ``T_child_cam`` given). ``pose_offsets``: stamps of pose messages relative to each
+    image, seconds (several per image to stream poses faster, offset from the images).
+    """
+
+    def __init__(self, node, seq, ns: str = '', pose_source: str = 'pose', T_child_cam=None,
+                 encoding: str = 'rgb8', depth: bool = True, compressed: bool = False,
+                 pose_offsets=(0.0,), info_scale: float = 1.0):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        p = (ns.rstrip('/') + '/') if ns else ''
+        self.node, self.seq = node, seq
+        self.encoding, self.use_depth, self.compressed = encoding, depth, compressed
+        self.pose_source, self.pose_offsets, self.info_scale = pose_source, pose_offsets, info_scale
+        self.T_child_cam = np.eye(4) if T_child_cam is None else np.asarray(T_child_cam)
+        self.pub_image = node.create_publisher(Image, p + 'image', qos)
+        self.pub_compressed = node.create_publisher(CompressedImage, p + 'image/compressed', qos)
+        self.pub_info = node.create_publisher(CameraInfo, p + 'camera_info', qos)
+        self.pub_depth = node.create_publisher(Image, p + 'depth', qos)
+        self.pub_pose = node.create_publisher(PoseStamped, p + 'pose', qos)
+        self.pub_odom = node.create_publisher(Odometry, p + 'odom', qos)
+        self.t0 = time.time() - 30.0          # stamps in the recent past of the wall clock
+        self.published = []                   # (stamp, frame index)
+
+    def stamp(self, i: int) -> float:
+        return self.t0 + self.seq.stamp(i)
+
+    def publish_pose(self, t_seq: float) -> None:
+        T = self.seq.pose_at(t_seq)
+        stamp = self.t0 + t_seq
+        if self.pose_source == 'odom':
+            msg = Odometry(header=encode.make_header(stamp, WORLD), child_frame_id='base_link')
+            msg.pose.pose = encode.pose_msg(T @ invert_pose(self.T_child_cam))
+            self.pub_odom.publish(msg)
+        else:
+            self.pub_pose.publish(encode.pose_stamped_msg(T, encode.make_header(stamp, WORLD)))
+
+    def publish_frame(self, i: int, frame=None) -> None:
+        f = frame if frame is not None else self.seq[i]
+        t_seq = self.seq.stamp(i)
+        stamp = self.t0 + t_seq
+        h = encode.make_header(stamp, CAM_FRAME)
+        for off in self.pose_offsets:
+            self.publish_pose(t_seq + off)
+        self.pub_info.publish(camera_info_msg(f.camera, h, self.info_scale))
+        if self.use_depth:
+            self.pub_depth.publish(encode.depth_msg(f.depth, h, '16UC1'))
+        if self.compressed:
+            self.pub_compressed.publish(compressed_msg(f.rgb, h))
+        else:
+            self.pub_image.publish(encode.image_msg(f.rgb, h, encoding=self.encoding))
+        self.published.append((stamp, i))
+
+    def play(self, indices, period: float = 0.1, frames=None) -> None:
+        for k, i in enumerate(indices):
+            self.publish_frame(i, None if frames is None else frames[i])
+            time.sleep(period)
+
+
+class FakeMapper:
+    """Stands in for core.mapper.Mapper in fast in-process node tests.
+
+    Its cloud is the ground truth of the scene with one-hot instance features, so queries answer
+    exactly the ground-truth object and the tests check only the ROS glue.
+    """
+
+    def __init__(self, gt_xyz, gt_labels, gt_rgb):
+        labels = np.asarray(gt_labels)
+        ids = np.unique(labels)
+        feats = (labels[:, None] == ids[None, :]).astype(np.float32)
+        self._cloud = FeatureCloud(gt_xyz.astype(np.float32), gt_rgb, feats,
+                                   np.repeat((labels[:, None] * 37 % 255).astype(np.uint8), 3, 1),
+                                   labels.astype(np.uint32))
+        self.device = 'cpu'
+        self.config = SimpleNamespace(use_depth=True, min_depth=0.1, max_depth=5.0, query_threshold=0.0)
+        self.frames, self.paused, self.prototypes, self.last_result = [], False, {}, None
+        self.saved_to = None
+        self.loaded_from = None
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def submit(self, frame) -> bool:
+        if self.paused:
+            return False
+        self.frames.append(frame)
+        return True
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = bool(paused)
+
+    def cloud(self):
+        return self._cloud if self.frames else None
+
+    def feature_image(self, camera, T):
+        return np.full((camera.height, camera.width, 3), 128, np.uint8)
+
+    def query_point(self, xyz, threshold=None):
+        if not self.frames:
+            from n3f_ros.core.cloud import QueryError
+            raise QueryError('the map is empty')
+        c = self._cloud
+        self.last_result = query_by_point(c.xyz, c.features, xyz, threshold=threshold or 0.5)
+        return self.last_result
+
+    def query_prototype(self, name, threshold=None):
+        if name not in self.prototypes:
+            raise KeyError(f'no prototype named {name!r}')
+        c = self._cloud
+        self.last_result = query_by_prototype(c.xyz, c.features, self.prototypes[name], threshold=0.5,
+                                              name=name)
+        return self.last_result
+
+    def save_prototype(self, name, result=None):
+        result = result or self.last_result
+        if result is None:
+            raise ValueError('no query result to take a prototype from')
+        self.prototypes[name] = result.prototype
+
+    def render_mask(self, result, camera, T):
+        uv, z = project_points(result.xyz, camera, T)
+        m = np.zeros((camera.height, camera.width), bool)
+        ok = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] < camera.width) \
+            & (uv[:, 1] < camera.height)
+        m[uv[ok, 1].astype(int), uv[ok, 0].astype(int)] = True
+        return m
+
+    def keyframe_poses(self):
+        return [f.T_world_cam for f in self.frames[-5:] if f is not None]
+
+    def reset(self):
+        self.frames.clear()
+        self.last_result = None
+
+    def save(self, path):
+        if not self.frames:
+            raise ValueError('nothing to save: the map is empty')
+        self.saved_to = path
+
+    def load(self, path):
+        if path != self.saved_to:
+            raise FileNotFoundError(path)
+        self.loaded_from = path
+        self.frames.append(None)
+
+    def stats(self):
+        return {'frames_integrated': len(self.frames), 'keyframes': len(self.frames), 'paused': self.paused,
+                'train_steps': 0, 'loss_total': 0.5}

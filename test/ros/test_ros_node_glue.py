@@ -1,0 +1,339 @@
+"""The node's ROS glue over real DDS, in process, with a fake Mapper (fast).
+
+Checks SPEC §3 wiring (topics, types, frames, stamps, QoS, services, parameters), pairing
+(odom + extrinsic, offset poses, scaled camera_info, bgr8, compressed) and SPEC §4 bad input
+(each case counted by reason, node alive, valid stream afterwards). The real engine runs in
+test_ros_node_dds.py.
+"""
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray, PoseStamped
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from ros_test_utils import CAM_FRAME, WORLD, FakeMapper, ScenePlayer, camera_info_msg, wait_for
+from sensor_msgs.msg import Image, PointCloud2
+from std_srvs.srv import SetBool, Trigger
+
+from n3f_ros.client import N3FClient
+from n3f_ros.core.camera import interpolate_pose, pose_from_xyz_quat, rotation_angle
+from n3f_ros.ros import encode
+from n3f_ros.ros.node import N3FNode
+
+SIZE = (80, 60)
+N_FRAMES = 12
+
+
+@pytest.fixture(scope='module')
+def scene():
+    from n3f_ros.core.synth import make_sequence
+    seq = make_sequence(1, N_FRAMES, *SIZE)
+    frames = [seq[i] for i in range(N_FRAMES)]
+    gt = seq.gt_points(voxel=0.01, frame_step=2)
+    return seq, frames, gt
+
+
+@pytest.fixture(scope='module')
+def ros():
+    rclpy.init()
+    ex = MultiThreadedExecutor(num_threads=4)
+    th = threading.Thread(target=ex.spin, daemon=True)
+    helper = rclpy.create_node('n3f_test_helper')
+    ex.add_node(helper)
+    th.start()
+    try:
+        yield ex, helper
+    finally:
+        ex.shutdown()
+        helper.destroy_node()
+        rclpy.shutdown()
+        th.join(5)
+
+
+_count = iter(range(1000))
+
+
+@pytest.fixture
+def make_node(ros, scene):
+    """Factory: an N3FNode with a FakeMapper in a fresh namespace + player + client."""
+    ex, helper = ros
+    made = []
+
+    def factory(params=(), player_kw=None):
+        ns = f'/g{next(_count)}'
+        seq, frames, gt = scene
+        fake = FakeMapper(gt.xyz, gt.labels, gt.rgb)
+        node = N3FNode(mapper=fake, namespace=ns,
+                       parameter_overrides=[Parameter(k, value=v) for k, v in params])
+        ex.add_node(node)
+        client_node = rclpy.create_node('client', namespace=ns)
+        ex.add_node(client_node)
+        client = N3FClient(client_node, timeout=10.0, spin=False)
+        player = ScenePlayer(helper, seq, ns=ns, **(player_kw or {}))
+        made.append((node, client_node))
+        time.sleep(0.3)                                       # discovery
+        return node, fake, player, client, ns
+
+    yield factory
+    for node, client_node in made:
+        ex.remove_node(node)
+        ex.remove_node(client_node)
+        node.close()
+        node.destroy_node()
+        client_node.destroy_node()
+
+
+def _sub(helper, typ, topic, qos=10):
+    box = []
+    helper.create_subscription(typ, topic, box.append, qos)
+    return box
+
+
+def _frame_index(player, frame):
+    return dict(player.published)[min(dict(player.published), key=lambda s: abs(s - frame.stamp))]
+
+
+def _play_until(player, fake, n, frames, period=0.05):
+    for i in range(N_FRAMES):
+        player.publish_frame(i, frames[i])
+        time.sleep(period)
+        if len(fake.frames) >= n:
+            return
+    wait_for(lambda: len(fake.frames) >= n, 5.0, what=f'{n} frames submitted')
+
+
+def test_frames_and_periodic_outputs(make_node, scene, ros):
+    _, helper = ros
+    seq, frames, gt = scene
+    node, fake, player, client, ns = make_node(params=[('cloud_rate', 10.0)])
+    clouds = _sub(helper, PointCloud2, f'{ns}/feature_cloud')
+    images = _sub(helper, Image, f'{ns}/feature_image')
+    kfs = _sub(helper, PoseArray, f'{ns}/keyframes')
+    _play_until(player, fake, 4, frames)
+    for f in fake.frames:
+        i = _frame_index(player, f)
+        np.testing.assert_allclose(f.T_world_cam, seq.poses[i], atol=1e-6)
+        np.testing.assert_array_equal(f.rgb, frames[i].rgb)
+        if f.depth is not None:           # None only before the first depth message arrived
+            np.testing.assert_allclose(f.depth, np.where((frames[i].depth > 0.1) & (frames[i].depth < 5),
+                                                         frames[i].depth, 0), atol=6e-4)
+        assert f.camera == frames[i].camera
+    assert sum(f.depth is not None for f in fake.frames) >= len(fake.frames) - 1
+    wait_for(lambda: clouds and images and kfs, 5.0, what='periodic outputs')
+    c = clouds[-1]
+    assert c.header.frame_id == WORLD
+    assert [(f.name, f.datatype) for f in c.fields] == [('x', 7), ('y', 7), ('z', 7), ('rgb', 7),
+                                                         ('label', 6)]
+    arr = encode.pointcloud2_to_array(c)
+    assert len(arr) == len(gt.xyz) and set(np.unique(arr['label'])) == set(np.unique(gt.labels))
+    assert images[-1].header.frame_id == CAM_FRAME and images[-1].encoding == 'rgb8'
+    assert kfs[-1].header.frame_id == WORLD and len(kfs[-1].poses) >= 1
+
+
+def _object_center(gt, label):
+    pts = gt.xyz[gt.labels == label]
+    return pts[np.argmin(np.linalg.norm(pts - pts.mean(0), axis=1))]
+
+
+def test_queries_answer_with_the_query_stamp(make_node, scene, ros):
+    _, helper = ros
+    seq, frames, gt = scene
+    node, fake, player, client, ns = make_node()
+    edits = _sub(helper, PointCloud2, f'{ns}/edit/cloud', qos=client._subs[0].qos_profile)
+    empty = client.query_point([0.0, 0.0, 0.0], timeout=5.0)           # before any frame: empty
+    assert empty.empty and empty.pose is None and empty.mask is None
+    _play_until(player, fake, 2, frames)
+    label = int(np.unique(gt.labels)[-1])
+    ans = client.query_point(_object_center(gt, label), frame_id=WORLD)
+    truth = np.flatnonzero(gt.labels == label)
+    assert len(ans) == len(truth) and ans.frame_id == WORLD
+    np.testing.assert_allclose(ans.centroid, gt.xyz[truth].mean(0), atol=1e-4)
+    assert ans.mask.shape == (SIZE[1], SIZE[0]) and ans.mask.any() and ans.mask_frame_id == CAM_FRAME
+    assert [m.type for m in ans.markers.markers] == [0, 1, 2, 9] and ans.text.startswith('object')
+    np.testing.assert_allclose(ans.similarity, 1.0, atol=1e-5)
+    wait_for(lambda: edits and encode.pointcloud2_to_array(edits[-1]).shape == (len(gt.xyz) - len(truth),),
+             5.0, what='edit/cloud (remove)')
+    client.save_prototype('thing')
+    wait_for(lambda: 'thing' in fake.prototypes, 5.0, what='prototype saved')
+    named = client.query_name('thing')
+    assert len(named) == len(truth) and named.stamp_ns > ans.stamp_ns
+    assert client.query_name('nothing-of-that-name').empty
+    assert client.query_point([50.0, 0, 0]).empty                     # far from the map
+    wrong = client.query_point(_object_center(gt, label), frame_id='odom')
+    assert wrong.empty and node.counters.get('rejected/wrong_frame') == 1
+
+
+def test_odom_with_extrinsic_offset_poses_and_scaled_info(make_node, scene):
+    seq, frames, _ = scene
+    T_child_cam = pose_from_xyz_quat([0.1, -0.05, 0.2], [0.5, -0.5, 0.5, -0.5])
+    ext = [0.1, -0.05, 0.2, 0.5, -0.5, 0.5, -0.5]
+    node, fake, player, _, _ = make_node(
+        params=[('pose_source', 'odom'), ('camera_extrinsic', ext)],
+        player_kw={'pose_source': 'odom', 'T_child_cam': T_child_cam, 'pose_offsets': (-0.01, 0.015),
+                   'info_scale': 2.0})
+    _play_until(player, fake, 4, frames)
+    for f in fake.frames:
+        i = _frame_index(player, f)
+        t = seq.stamp(i)
+        expected = interpolate_pose(seq.pose_at(t - 0.01), seq.pose_at(t + 0.015), 0.01 / 0.025)
+        np.testing.assert_allclose(f.T_world_cam, expected, atol=1e-5)      # slerp of composed odom
+        assert np.linalg.norm(f.T_world_cam[:3, 3] - seq.poses[i][:3, 3]) < 5e-3   # chord vs orbit arc
+        assert rotation_angle(f.T_world_cam[:3, :3].T @ seq.poses[i][:3, :3]) < 5e-3
+        assert f.camera.size == SIZE and f.camera.fx == pytest.approx(frames[i].camera.fx)
+
+
+def test_bgr8_and_compressed(make_node, scene):
+    seq, frames, _ = scene
+    for params, kw in (([], {'encoding': 'bgr8', 'depth': False}),
+                       ([('image_transport', 'compressed')], {'compressed': True})):
+        node, fake, player, _, _ = make_node(params=params, player_kw=kw)
+        _play_until(player, fake, 2, frames)
+        for f in fake.frames:
+            np.testing.assert_array_equal(f.rgb, frames[_frame_index(player, f)].rgb)
+        assert (fake.frames[0].depth is None) == (not kw.get('compressed'))
+
+
+def test_services(make_node, scene, ros, tmp_path):
+    _, helper = ros
+    seq, frames, _ = scene
+    node, fake, player, client, ns = make_node(params=[('map_path', str(tmp_path / 'm.pt'))])
+
+    def call(srv_type, name, **req):
+        cli = helper.create_client(srv_type, f'{ns}/n3f/{name}')
+        assert cli.wait_for_service(5.0), name
+        fut = cli.call_async(srv_type.Request(**req))
+        wait_for(fut.done, 5.0, what=name)
+        helper.destroy_client(cli)
+        return fut.result()
+
+    assert call(Trigger, 'save').success is False                     # empty map: refused, no crash
+    _play_until(player, fake, 2, frames)
+    assert call(SetBool, 'pause', data=True).success
+    n = len(fake.frames)
+    player.play(range(2, 6), period=0.05, frames=frames)
+    time.sleep(0.3)
+    assert len(fake.frames) == n and node.counters.get('frames_paused') >= 3
+    assert call(SetBool, 'pause', data=False).success
+    r = call(Trigger, 'save')
+    assert r.success and fake.saved_to == str(tmp_path / 'm.pt'), r.message
+    assert call(Trigger, 'reset').success and fake.frames == []
+    assert call(Trigger, 'load').success and fake.loaded_from == str(tmp_path / 'm.pt')
+
+
+def test_parameters_live_and_rejected(make_node):
+    node, *_ = make_node()
+    ok = node.set_parameters([Parameter('query_threshold', value=0.7), Parameter('max_pose_dt', value=0.1)])
+    assert all(r.successful for r in ok) and node.mapper.config.query_threshold == 0.7
+    assert node.assembler.max_pose_dt == 0.1
+    for prm in (Parameter('edit_mode', value='delete'), Parameter('min_depth', value=20.0),
+                Parameter('queue_size', value=5), Parameter('max_depth', value=0.05)):
+        assert not node.set_parameters([prm])[0].successful, prm.name
+
+
+def _bad(player, h):
+    """(topic publisher, message, reason) for every SPEC §4 case."""
+    seq = player.seq
+    f = seq[0]
+    img = encode.image_msg(f.rgb, h)
+    cases = []
+
+    def image(**kw):
+        m = encode.image_msg(f.rgb, h)
+        for k, v in kw.items():
+            setattr(m, k, v)
+        return m
+    cases.append((player.pub_image, image(encoding='yuv422'), 'unknown_encoding'))
+    cases.append((player.pub_image, image(data=bytes(img.data)[:-7]), 'bad_data_length'))
+    cases.append((player.pub_image, image(width=0), 'bad_size'))
+    cases.append((player.pub_image, image(data=b''), 'empty'))
+    cases.append((player.pub_image, image(width=20000, height=20000, step=60000), 'too_large'))
+    info = camera_info_msg(f.camera, h)
+    info.k = [0.0] * 9
+    cases.append((player.pub_info, info, 'bad_focal'))
+    pose = encode.pose_stamped_msg(seq.poses[0], encode.make_header(h.stamp, WORLD))
+    pose.pose.position.x = float('nan')
+    cases.append((player.pub_pose, pose, 'non_finite'))
+    pose = encode.pose_stamped_msg(seq.poses[0], encode.make_header(h.stamp, WORLD))
+    pose.pose.orientation.w = 3.0
+    cases.append((player.pub_pose, pose, 'bad_quaternion'))
+    d = encode.depth_msg(np.full(f.depth.shape, np.nan, np.float32), h, '32FC1')
+    cases.append((player.pub_depth, d, 'bad_depth'))
+    d = encode.depth_msg(f.depth, h, '16UC1')
+    d.encoding = '8UC3'
+    cases.append((player.pub_depth, d, 'unknown_encoding'))
+    return cases
+
+
+def test_bad_input_counted_node_survives(make_node, scene, ros):
+    _, helper = ros
+    seq, frames, _ = scene
+    node, fake, player, _, ns = make_node()
+    diags = _sub(helper, DiagnosticArray, f'{ns}/diagnostics')
+    _play_until(player, fake, 2, frames)
+    last = player.published[-1][0]
+    h = encode.make_header(last + 0.01, CAM_FRAME)
+    expected = {}
+    for pub, msg, reason in _bad(player, h):
+        pub.publish(msg)
+        expected[reason] = expected.get(reason, 0) + 1
+        time.sleep(0.03)
+    # timing cases: stamps going backwards and from the future (image and pose), image without pose
+    player.pub_image.publish(encode.image_msg(frames[0].rgb, encode.make_header(last - 5.0, CAM_FRAME)))
+    player.pub_pose.publish(encode.pose_stamped_msg(seq.poses[0], encode.make_header(last - 5.0, WORLD)))
+    future = time.time() + 100.0
+    player.pub_image.publish(encode.image_msg(frames[0].rgb, encode.make_header(future, CAM_FRAME)))
+    expected['stamp_backwards'] = 2
+    expected['stamp_future'] = 1
+    # camera_info of another aspect ratio: the next image is dropped as size_mismatch
+    from n3f_ros.core.camera import PinholeCamera
+    player.pub_info.publish(camera_info_msg(PinholeCamera(50, 50, 50, 50, 100, 100), h))
+    time.sleep(0.1)
+    player.pose_offsets = (0.0,)
+    player.publish_pose(last + 0.02 - player.t0)
+    player.pub_image.publish(encode.image_msg(frames[0].rgb, encode.make_header(last + 0.02, CAM_FRAME)))
+    expected['size_mismatch'] = 1
+    # an image far from every pose (after restoring a good camera_info)
+    player.pub_info.publish(camera_info_msg(frames[0].camera, h))
+    time.sleep(0.1)
+    player.pub_image.publish(encode.image_msg(frames[0].rgb, encode.make_header(last + 2.0, CAM_FRAME)))
+    expected['no_pose'] = 1
+
+    def counted():
+        return all(node.counters.get(f'rejected/{r}') >= n for r, n in expected.items())
+    wait_for(counted, 5.0, what=lambda: f'rejections {expected}; got '
+             f'{ {r: node.counters.get(f"rejected/{r}") for r in expected} }')
+    assert node.counters.get('rejected/internal_error') == 0
+    # a valid stream afterwards still works
+    n = len(fake.frames)
+    player.t0 += 10.0
+    player.play(range(N_FRAMES - 3, N_FRAMES), period=0.05, frames=frames)
+    wait_for(lambda: len(fake.frames) >= n + 2, 5.0, what='frames after bad input')
+    # and diagnostics report the counts by reason
+    wait_for(lambda: diags and _diag_value(diags[-1], 'rejected/bad_focal') is not None, 3.0,
+             what='diagnostics')
+    assert int(_diag_value(diags[-1], 'rejected/bad_focal')) >= 1
+    assert int(_diag_value(diags[-1], 'rejected/image/unknown_encoding')) >= 1
+
+
+def _diag_value(msg, key):
+    for st in msg.status:
+        for kv in st.values:
+            if kv.key == key:
+                return kv.value
+    return None
+
+
+def test_qos_of_outputs(make_node, ros):
+    _, helper = ros
+    node, *_ , ns = make_node()
+    infos = helper.get_publishers_info_by_topic(f'{ns}/query/cloud')
+    assert infos and infos[0].qos_profile.durability.name == 'TRANSIENT_LOCAL'
+    subs = helper.get_subscriptions_info_by_topic(f'{ns}/image')
+    assert subs[0].qos_profile.reliability == qos_profile_sensor_data.reliability
+    pose_type = helper.get_publishers_info_by_topic(f'{ns}/query/pose')[0].topic_type
+    assert pose_type == 'geometry_msgs/msg/PoseStamped' and PoseStamped.__name__ in pose_type
