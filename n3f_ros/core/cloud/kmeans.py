@@ -53,18 +53,20 @@ def _lloyd(fit: np.ndarray, centers: np.ndarray, max_iter: int, tol: float) -> t
 
 
 def kmeans_cosine(features, n_clusters: int, seed: int = 0, max_iter: int = 30, tol: float = 1e-3,
-                  max_fit_samples: int = 20000, n_init: int = 4) -> tuple[np.ndarray, np.ndarray]:
+                  max_fit_samples: int = 20000, n_init: int = 4,
+                  init_samples: int = 5000) -> tuple[np.ndarray, np.ndarray]:
     """Cluster feature directions by cosine similarity (spherical k-means).
 
     features:        (N, D); rows are L2-normalised internally.
     n_clusters:      k >= 1 (clipped to N).
-    max_fit_samples: centroids are fitted on at most this many rows drawn with ``seed``; every
-                     row is then assigned to its most similar centroid.
-    n_init:          number of k-means++ initialisations; the run with the best objective (mean
-                     cosine to the assigned centroid) wins. Single runs often split a dominant
-                     cluster (e.g. the floor) and merge two small ones.
-    Each run stops when fewer than ``tol`` x N assignments change, or after ``max_iter`` iterations.
-    Returns labels (N,) int64 in 0..k-1 and unit centroids (k, D) float32. Deterministic per seed.
+    n_init:          number of k-means++ initialisations, each run on ``init_samples`` rows; the
+                     run with the best objective (mean cosine to the assigned centroid) wins and
+                     is refined on up to ``max_fit_samples`` rows. A single run often splits a
+                     dominant cluster (e.g. the floor) and merges two small ones.
+    Then every row is assigned to its most similar centroid. Lloyd runs stop when fewer than
+    ``tol`` x rows assignments change, or after ``max_iter`` iterations. Rows are drawn with
+    ``seed``: the result is deterministic per seed.
+    Returns labels (N,) int64 in 0..k-1 and unit centroids (k, D) float32.
     """
     f = l2_normalize(check_features(features))
     n = len(f)
@@ -75,7 +77,10 @@ def kmeans_cosine(features, n_clusters: int, seed: int = 0, max_iter: int = 30, 
     k = min(int(n_clusters), n)
     rng = np.random.default_rng(seed)
     fit = f if n <= max_fit_samples else f[np.sort(rng.choice(n, max_fit_samples, replace=False))]
-    runs = [_lloyd(fit, _kmeanspp(fit, k, rng), max_iter, tol) for _ in range(int(n_init))]
+    small = fit if len(fit) <= init_samples else fit[rng.choice(len(fit), init_samples, replace=False)]
+    runs = [_lloyd(small, _kmeanspp(small, k, rng), max_iter, tol) for _ in range(int(n_init))]
     centers = max(runs, key=lambda r: r[1])[0]
+    if len(small) < len(fit):
+        centers, _ = _lloyd(fit, centers, max_iter, tol)
     labels = (f @ centers.T).argmax(axis=1).astype(np.int64)
     return labels, centers
