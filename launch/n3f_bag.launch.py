@@ -89,7 +89,8 @@ def generate_launch_description():
         DeclareLaunchArgument('player', default_value='ros2',
                               description="'ros2' (ros2 bag play) or 'n3f' (n3f play)"),
     ] + [
-        DeclareLaunchArgument(name, default_value=topic, description=f'Bag topic remapped to the node input {name}')
+        DeclareLaunchArgument(name, default_value=topic,
+                              description=f'Bag topic remapped to the node input {name}')
         for name, topic in BAG_TOPICS.items()
     ]
     include = IncludeLaunchDescription(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Self
 
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import ReaderError as Rosbag2ReaderError
@@ -104,7 +103,7 @@ class BagReader:
             self._reader.close()
             self._reader = None
 
-    def __enter__(self) -> Self:
+    def __enter__(self):
         """Open on entering a ``with`` block."""
         return self.open()
 
@@ -152,7 +151,10 @@ class BagReader:
         return max(0, self.end_ns - self.start_ns) * 1e-9
 
     def connections(self, topics: Sequence[str] | None = None) -> list:
-        """Connections of ``topics`` (all when None/empty); unknown names raise :class:`TopicNotFoundError`."""
+        """Connections of ``topics`` (all when None/empty).
+
+        An unknown topic raises :class:`TopicNotFoundError` listing the bag's topics.
+        """
         conns = list(self.reader.connections)
         if not topics:
             return conns
@@ -194,7 +196,8 @@ def message_class_path(msgtype: str) -> tuple[str, str]:
     parts = [p for p in msgtype.replace('::', '/').split('/') if p]
     if len(parts) == 2:
         parts.insert(1, 'msg')
-    if len(parts) != 3 or parts[1] not in ('msg', 'srv', 'action') or not all(p.isidentifier() for p in parts):
+    valid = len(parts) == 3 and parts[1] in ('msg', 'srv', 'action') and all(p.isidentifier() for p in parts)
+    if not valid:
         raise ValueError(f"not a ROS message type name: '{msgtype}'")
     return f'{parts[0]}.{parts[1]}', parts[2]
 

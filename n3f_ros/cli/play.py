@@ -29,6 +29,10 @@ import numpy as np
 QUEUE_DEPTH = 100
 #: seconds between progress lines when stderr is not a terminal
 PROGRESS_INTERVAL = 5.0
+#: [s] extra wait after --wait-subscribers saw every topic matched (see _wait_for_subscribers)
+MATCH_SETTLE = 0.3
+#: simulated-time topic of --clock (can be remapped like a bag topic)
+CLOCK_TOPIC = '/clock'
 
 
 def add_parser(subparsers) -> None:
@@ -40,9 +44,11 @@ def add_parser(subparsers) -> None:
     p.add_argument('--rate', type=float, default=1.0, help='playback rate factor (default 1.0)')
     p.add_argument('--loop', action='store_true', help='play again from the start, forever')
     p.add_argument('--topics', nargs='+', metavar='TOPIC', default=None,
-                   help="bag topics to play (default: all); a missing one is an error listing the bag's topics")
+                   help="bag topics to play (default: all); a missing one is an error listing "
+                        "the bag's topics")
     p.add_argument('--remap', nargs='+', metavar='OLD:=NEW', default=None,
-                   help='publish bag topic OLD as NEW (e.g. /camera/color/image_raw:=/image)')
+                   help='publish bag topic OLD as NEW (e.g. /camera/color/image_raw:=/image); '
+                        '/clock:=NEW moves --clock')
     p.add_argument('--clock', type=float, nargs='?', const=40.0, default=None, metavar='HZ',
                    help='publish the bag time on /clock at HZ (default 40) for use_sim_time nodes')
     p.add_argument('--delay', type=float, default=0.0,
@@ -152,8 +158,9 @@ def to_ros_message(src, dst=None):
         try:
             value = getattr(src, field)
         except AttributeError:
-            raise AttributeError(f"{getattr(src, '__msgtype__', type(src).__name__)} has no field "
-                                 f"'{field}' expected by {type(dst).__module__}.{type(dst).__name__}") from None
+            src_type = getattr(src, '__msgtype__', type(src).__name__)
+            raise AttributeError(f"{src_type} has no field '{field}' expected by "
+                                 f'{type(dst).__module__}.{type(dst).__name__}') from None
         setattr(dst, field, _convert(getattr(dst, field), field_type, value))
     return dst
 
@@ -224,7 +231,7 @@ def run(args) -> int:
         return _error(str(exc))
     try:
         infos = {t.name: t for t in bag.topics()}
-        unknown = [t for t in remaps if t not in infos]
+        unknown = [t for t in remaps if t not in infos and t != CLOCK_TOPIC]
         if unknown:
             return _error(f"--remap of topic(s) {', '.join(unknown)} not in bag {bag.path}; "
                           f"the bag has:\n{bag.describe_topics()}")
@@ -260,10 +267,11 @@ def _play(args, bag, topics, infos, remaps, schedule_cls) -> int:
         clock_pub = None
         if args.clock is not None:
             from rosgraph_msgs.msg import Clock
-            clock_pub = node.create_publisher(Clock, '/clock', 10)
+            clock_pub = node.create_publisher(Clock, remaps.get(CLOCK_TOPIC, CLOCK_TOPIC), 10)
         total = bag.count(topics)
         if not args.quiet:
-            lines = [f'  {t} -> {remaps.get(t, t)}  [{infos[t].msgtype}]  {infos[t].count} msgs' for t in topics]
+            lines = [f'  {t} -> {remaps.get(t, t)}  [{infos[t].msgtype}]  {infos[t].count} msgs'
+                     for t in topics]
             print(f'[n3f play] {bag.path}: {total} msgs, {bag.duration_s:.2f} s at rate {args.rate:g}'
                   + (' (loop)' if args.loop else '') + '\n' + '\n'.join(lines), file=sys.stderr, flush=True)
         _wait_for_subscribers(publishers, args.wait_subscribers)
@@ -311,10 +319,16 @@ def _raise_interrupt(signum, frame):
 
 
 def _wait_for_subscribers(publishers: dict, timeout: float) -> None:
-    """Wait up to ``timeout`` s until every publisher is matched by at least one subscription."""
+    """Wait up to ``timeout`` s until every publisher is matched by at least one subscription.
+
+    Once matched, waits :data:`MATCH_SETTLE` s more: the publisher may see the subscription before
+    the subscription has matched the publisher, and messages sent in between are only delivered
+    later, in a burst, by the reliable protocol.
+    """
     end = time.monotonic() + timeout
     while timeout > 0 and time.monotonic() < end:
         if all(p.get_subscription_count() > 0 for p in publishers.values()):
+            time.sleep(MATCH_SETTLE)
             return
         time.sleep(0.05)
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,16 @@ TOPICS = {
 REPO = Path(__file__).resolve().parents[2]
 
 
+def unique_prefix():
+    """Topic prefix of one test run: other DDS users on this machine never match our topics."""
+    return f'/n3f_play_{os.getpid()}_{uuid.uuid4().hex[:8]}'
+
+
+def remap_args(prefix, topics=(*TOPICS, '/clock')):
+    """``--remap`` arguments moving ``topics`` under ``prefix``."""
+    return ['--remap', *(f'{t}:={prefix}{t}' for t in topics)]
+
+
 def _header(ns, frame):
     """rosbags std_msgs/Header at ``ns``."""
     return T['std_msgs/msg/Header'](
@@ -49,7 +60,8 @@ def write_bag(path: Path, storage: str = 'mcap') -> Path:
     """Tiny synthetic bag: N images, camera infos and poses (poses recorded 5 ms after images)."""
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     with Writer(path, version=9, storage_plugin=plugin) as writer:
-        conns = {topic: writer.add_connection(topic, msgtype, typestore=TS) for topic, msgtype in TOPICS.items()}
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=TS)
+                 for topic, msgtype in TOPICS.items()}
         for i in range(N):
             ns = T0 + i * DT
             image = T['sensor_msgs/msg/Image'](header=_header(ns, 'camera_color_optical_frame'), height=4,
@@ -131,24 +143,28 @@ def test_play_republishes_content_stamps_and_timing(tmp_path, ros, storage):
     bag = write_bag(tmp_path / 'bag', storage)
     node, executor = ros
     received = {}
-    expected_topics = {'/camera/color/image_raw': TOPICS['/camera/color/image_raw'],
-                       '/camera/color/camera_info': TOPICS['/camera/color/camera_info'],
-                       '/n3f_test/pose': TOPICS['/camera/pose'],
-                       '/clock': 'rosgraph_msgs/msg/Clock'}
+    p = unique_prefix()
+    image_t, info_t, pose_t, clock_t = (p + '/camera/color/image_raw', p + '/camera/color/camera_info',
+                                        p + '/pose', p + '/clock')
+    expected_topics = {image_t: TOPICS['/camera/color/image_raw'],
+                       info_t: TOPICS['/camera/color/camera_info'],
+                       pose_t: TOPICS['/camera/pose'],
+                       clock_t: 'rosgraph_msgs/msg/Clock'}
     _subscribe(node, expected_topics, received)
     rate = 2.0
-    proc = run_play(bag, '--rate', rate, '--clock', '100', '--remap', '/camera/pose:=/n3f_test/pose',
-                    '--wait-subscribers', 20)
+    proc = run_play(bag, '--rate', rate, '--clock', '100', '--wait-subscribers', 20, '--delay', 0.3,
+                    *remap_args(p, ('/camera/color/image_raw', '/camera/color/camera_info', '/clock')),
+                    f'/camera/pose:={pose_t}')
     try:
         _spin_until(executor, proc, lambda: all(len(received[t]) >= N for t in expected_topics
-                                                if t != '/clock'), timeout=30)
+                                                if t != clock_t), timeout=30)
         _out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    images = [m for _, m in received['/camera/color/image_raw']]
-    infos = [m for _, m in received['/camera/color/camera_info']]
-    poses = [m for _, m in received['/n3f_test/pose']]
+    images = [m for _, m in received[image_t]]
+    infos = [m for _, m in received[info_t]]
+    poses = [m for _, m in received[pose_t]]
     assert (len(images), len(infos), len(poses)) == (N, N, N), err
     for i, (image, info, pose) in enumerate(zip(images, infos, poses)):
         ns = T0 + i * DT
@@ -163,12 +179,12 @@ def test_play_republishes_content_stamps_and_timing(tmp_path, ros, storage):
             pytest.approx((0.1 * i, -0.5, 1.25))
         assert pose.pose.orientation.w == 1.0
     # Timing: recorded span of the images is (N-1)*DT; played at `rate`.
-    arrivals = [t for t, _ in received['/camera/color/image_raw']]
+    arrivals = [t for t, _ in received[image_t]]
     span = arrivals[-1] - arrivals[0]
     expected = (N - 1) * DT * 1e-9 / rate
     assert 0.7 * expected < span < expected + 1.0, (span, expected)
     # /clock carries bag time, never backwards, within the recorded span.
-    clocks = [m.clock.sec * 10**9 + m.clock.nanosec for _, m in received['/clock']]
+    clocks = [m.clock.sec * 10**9 + m.clock.nanosec for _, m in received[clock_t]]
     assert clocks, 'no /clock message'
     assert all(b >= a for a, b in itertools.pairwise(clocks))
     assert T0 <= clocks[0] and clocks[-1] <= T0 + (N - 1) * DT + 5_000_000
@@ -179,21 +195,23 @@ def test_play_topics_subset_and_loop(tmp_path, ros):
     bag = write_bag(tmp_path / 'bag')
     node, executor = ros
     received = {}
-    _subscribe(node, {'/camera/pose': TOPICS['/camera/pose'],
-                      '/camera/color/image_raw': TOPICS['/camera/color/image_raw']}, received)
-    proc = run_play(bag, '--topics', '/camera/pose', '--loop', '--rate', 4, '--wait-subscribers', 20, '--quiet')
+    p = unique_prefix()
+    pose_t, image_t = p + '/camera/pose', p + '/camera/color/image_raw'
+    _subscribe(node, {pose_t: TOPICS['/camera/pose'], image_t: TOPICS['/camera/color/image_raw']}, received)
+    proc = run_play(bag, '--topics', '/camera/pose', '--loop', '--rate', 4, '--wait-subscribers', 20,
+                    '--quiet', *remap_args(p))
     try:
-        _spin_until(executor, proc, lambda: len(received['/camera/pose']) >= 2 * N + 1, timeout=30)
+        _spin_until(executor, proc, lambda: len(received[pose_t]) >= 2 * N + 1, timeout=30)
         running = proc.poll() is None
     finally:
         proc.terminate()
         _out, err = proc.communicate(timeout=10)
     assert running, f'a --loop player must keep playing: {err}'
     assert proc.returncode == 0, err
-    stamps = [_stamp_ns(m) for _, m in received['/camera/pose']]
+    stamps = [_stamp_ns(m) for _, m in received[pose_t]]
     assert len(stamps) >= 2 * N + 1
     assert stamps[:2 * N] == [T0 + (i % N) * DT for i in range(2 * N)]
-    assert received['/camera/color/image_raw'] == []
+    assert received[image_t] == []
 
 
 def test_missing_topic_error_lists_bag_topics(tmp_path):
@@ -278,7 +296,8 @@ def test_to_ros_message_nested_arrays_strings_bytes():
     assert ros_diag.status[0].level == b'\x01' and ros_diag.status[0].values[0].key == 'a'
 
     layout = T['std_msgs/msg/MultiArrayLayout'](dim=[], data_offset=0)
-    octets = to_ros_message(T['std_msgs/msg/ByteMultiArray'](layout=layout, data=np.array([1, 2, 255], np.uint8)))
+    octets = to_ros_message(T['std_msgs/msg/ByteMultiArray'](layout=layout,
+                                                             data=np.array([1, 2, 255], np.uint8)))
     assert list(octets.data) == [b'\x01', b'\x02', b'\xff']
 
     color = T['std_msgs/msg/ColorRGBA'](r=1.0, g=0.5, b=0.0, a=1.0)
