@@ -75,8 +75,8 @@ def _unavailable_message(model_name: str, hub_id: str | None) -> str:
     repo = hub_id or f'timm/{model_name}'
     return (
         f'no pretrained weights for teacher {model_name!r}: no checkpoint file was given and '
-        f'{repo!r} is not in the local Hugging Face cache ({hf_hub_cache_dir()}); this machine cannot '
-        f'download it. Either (a) set the parameter teacher_checkpoint to a local weights file '
+        f'{repo!r} is not in the local Hugging Face cache ({hf_hub_cache_dir()}) (n3f_ros never '
+        f'downloads weights). Either (a) set the parameter teacher_checkpoint to a local weights file '
         f'(.pth/.pt state dict or DINO checkpoint, or .safetensors), or (b) on a machine with internet '
         f'run `python -c "import timm; timm.create_model(\'{model_name}\', pretrained=True)"` '
         f'(or `huggingface-cli download {repo}`), then copy its Hugging Face cache folder (HF_HOME, '
@@ -132,8 +132,9 @@ class DinoTeacher(Teacher):
         self.dim = int(model.embed_dim)
         self.input_width = None if input_width is None else int(input_width)
         cfg = model.pretrained_cfg
-        self.mean = torch.tensor(cfg.get('mean', (0.485, 0.456, 0.406)), dtype=torch.float32, device=self.device)
-        self.std = torch.tensor(cfg.get('std', (0.229, 0.224, 0.225)), dtype=torch.float32, device=self.device)
+        mean, std = cfg.get('mean', (0.485, 0.456, 0.406)), cfg.get('std', (0.229, 0.224, 0.225))
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device)
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """Network input ``(W_in, H_in)`` in pixels for a ``width`` x ``height`` image."""

@@ -149,8 +149,9 @@ class FeatureProjector:
             dim = min(in_dim, out_dim)
             if not (isinstance(mean, torch.Tensor) and isinstance(comps, torch.Tensor)) or in_dim < 1 \
                     or tuple(mean.shape) != (in_dim,) or tuple(comps.shape) != (dim, in_dim):
-                raise ProjectorError(f'invalid projector state: in_dim={in_dim}, out_dim={out_dim}, mean '
-                                     f'{getattr(mean, "shape", None)}, components {getattr(comps, "shape", None)}')
+                raise ProjectorError(f'invalid projector state: in_dim={in_dim}, out_dim={out_dim}, '
+                                     f'mean {getattr(mean, "shape", None)}, '
+                                     f'components {getattr(comps, "shape", None)}')
             if not (torch.isfinite(mean).all() and torch.isfinite(comps).all()):
                 raise ProjectorError('invalid projector state: NaN/inf in mean or components')
         self.out_dim, self.fit_frames = out_dim, fit_frames
