@@ -33,9 +33,12 @@ class HashGrid(nn.Module):
         growth = math.exp((math.log(max_resolution) - math.log(base_resolution)) / max(n_levels - 1, 1))
         res = [int(math.floor(base_resolution * growth ** lvl)) for lvl in range(n_levels)]
         self.register_buffer('resolution', torch.tensor(res, dtype=torch.float32), persistent=False)
-        dense = [(r + 1) ** 3 <= self.table_size for r in res]
-        self.register_buffer('dense', torch.tensor(dense), persistent=False)
-        self.register_buffer('level_offset', torch.arange(n_levels, dtype=torch.int64) * self.table_size,
+        # levels are coarse to fine, so the densely indexed ones come first
+        self.n_dense = sum((r + 1) ** 3 <= self.table_size for r in res)
+        self.register_buffer('res1_i32', torch.tensor(res, dtype=torch.int32) + 1, persistent=False)
+        # the primes as wrapped int32: int32 products then equal the uint32 products mod 2^32
+        self.register_buffer('primes', torch.tensor(_PRIMES, dtype=torch.int64).to(torch.int32), persistent=False)
+        self.register_buffer('level_offset', torch.arange(n_levels, dtype=torch.int32) * self.table_size,
                              persistent=False)
         # (n_levels * table_size, n_features), small uniform init as in Instant-NGP
         self.table = nn.Parameter(torch.empty(n_levels * self.table_size, n_features).uniform_(-1e-4, 1e-4))
@@ -50,22 +53,24 @@ class HashGrid(nn.Module):
         pos = x.clamp(0.0, 1.0)[:, None, :] * self.resolution[None, :, None]   # (N, L, 3)
         p0f = pos.floor()
         frac = pos - p0f                                                       # (N, L, 3)
-        p0 = p0f.to(torch.int64)
-        # per-axis integer coordinates of the two corners: (N, L, 3, 2)
+        # per-axis integer coordinates of the two corners, int32: (N, L, 3, 2)
+        p0 = p0f.to(torch.int32)
         c = torch.stack([p0, p0 + 1], dim=-1)
-        res1 = self.resolution.to(torch.int64)[None, :, None] + 1                # (1, L, 1)
-        dense = self.dense[None, :, None, None, None]
-        # dense index x + y (r+1) + z (r+1)^2, hashed index x*p0 ^ y*p1 ^ z*p2; (N, L, 2, 2, 2)
-        dx, dy, dz = c[:, :, 0], c[:, :, 1] * res1, c[:, :, 2] * res1 * res1
-        hx, hy, hz = c[:, :, 0] * _PRIMES[0], c[:, :, 1] * _PRIMES[1], c[:, :, 2] * _PRIMES[2]
-        d_idx = dx[..., :, None, None] + dy[..., None, :, None] + dz[..., None, None, :]
-        h_idx = hx[..., :, None, None] ^ hy[..., None, :, None] ^ hz[..., None, None, :]
-        idx = torch.where(dense, d_idx, h_idx) % self.table_size
-        idx = (idx + self.level_offset[None, :, None, None, None]).reshape(n * self.n_levels, 8)
+        nd = self.n_dense
+        # coarse levels: dense index x + y (r+1) + z (r+1)^2
+        cd = c[:, :nd]
+        r1 = self.res1_i32[None, :nd, None]
+        dx, dy, dz = cd[:, :, 0], cd[:, :, 1] * r1, cd[:, :, 2] * r1 * r1
+        d_idx = dx[..., :, None, None] + dy[..., None, :, None] + dz[..., None, None, :]   # (N, Ld, 2, 2, 2)
+        # fine levels: spatial hash (x p0) ^ (y p1) ^ (z p2) mod 2^32, then mod table size (power of 2)
+        ch = c[:, nd:]
+        hx, hy, hz = ch[:, :, 0] * self.primes[0], ch[:, :, 1] * self.primes[1], ch[:, :, 2] * self.primes[2]
+        h_idx = (hx[..., :, None, None] ^ hy[..., None, :, None] ^ hz[..., None, None, :]) & (self.table_size - 1)
+        idx = torch.cat([d_idx, h_idx], dim=1) + self.level_offset[None, :, None, None, None]
+        idx = idx.reshape(n * self.n_levels, 8)
         # trilinear weights (N, L, 2, 2, 2)
         wa = torch.stack([1 - frac, frac], dim=-1)                             # (N, L, 3, 2)
         w = wa[:, :, 0, :, None, None] * wa[:, :, 1, None, :, None] * wa[:, :, 2, None, None, :]
-        # gather + weighted sum in one op with a sparse-friendly backward
         out = _WeightedGather.apply(self.table, idx, w.reshape(n * self.n_levels, 8))  # (N*L, F)
         return out.reshape(n, -1)
 

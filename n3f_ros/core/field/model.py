@@ -86,10 +86,14 @@ class FeatureField(nn.Module):
         """(N, 3) world points -> (N,) density in 1/metre."""
         return self._geometry(x)[0]
 
+    def geometry(self, x: torch.Tensor):
+        """x (N, 3) world -> sigma (N,) 1/m, rgb (N, 3) in [0, 1], geometry encoding (N, E)."""
+        sigma, geo, enc = self._geometry(x)
+        return sigma, torch.sigmoid(self.color_head(geo)), enc
+
     def forward(self, x: torch.Tensor, with_features: bool = True):
         """x (N, 3) world -> sigma (N,), rgb (N, 3) in [0, 1], feat (N, D) or None."""
-        sigma, geo, enc = self._geometry(x)
-        rgb = torch.sigmoid(self.color_head(geo))
+        sigma, rgb, enc = self.geometry(x)
         feat = self.features(x, enc.detach()) if with_features else None
         return sigma, rgb, feat
 

@@ -22,10 +22,11 @@ from n3f_ros.core.camera import PinholeCamera, pixel_grid, pixel_rays
 
 @dataclass
 class RenderSettings:
-    n_uniform: int = 24          # stratified samples between near and far
-    n_extra: int = 16            # depth-guided or importance samples
+    n_uniform: int = 16          # stratified samples between near and far
+    n_extra: int = 12            # depth-guided or importance samples
     depth_sigma: float = 0.015   # metres: spread of depth-guided samples
     near: float = 0.05           # metres: no sample closer than this z-depth
+    feature_weight_min: float = 1e-3   # samples with less normalised weight skip the feature head
 
 
 @dataclass
@@ -106,16 +107,21 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, settings: Rend
                 t_extra[nd] = _importance(t_uni[nd], w, settings.n_extra, perturb)
     t, _ = torch.sort(torch.cat([t_uni, t_extra], -1), -1)             # (N, S)
     n, s = t.shape
-    pts = origins[:, None] + t[..., None] * dirs[:, None]               # (N, S, 3)
-    sigma, rgb, feat = field(pts.reshape(-1, 3), with_features=with_features)
+    pts = (origins[:, None] + t[..., None] * dirs[:, None]).reshape(-1, 3)   # (N*S, 3)
+    sigma, rgb, enc = field.geometry(pts)
     w = composite(sigma.reshape(n, s), t, dirs.norm(dim=-1), far)        # (N, S)
     acc = w.sum(-1)
     out_rgb = (w[..., None] * rgb.reshape(n, s, 3)).sum(1)
     out_depth = (w * t).sum(-1)
     out_feat = None
     if with_features:
-        wd = w.detach() / (acc.detach()[:, None] + 1e-6)
-        out_feat = (wd[..., None] * feat.reshape(n, s, -1)).sum(1)
+        # features only where the (detached) weight matters: most samples are in free space
+        wd = (w.detach() / (acc.detach()[:, None] + 1e-6)).reshape(-1)
+        keep = wd > settings.feature_weight_min
+        feat = torch.zeros(n * s, field.config.feature_dim, device=pts.device)
+        if keep.any():
+            feat[keep] = field.features(pts[keep], enc[keep].detach())
+        out_feat = (wd[:, None] * feat).reshape(n, s, -1).sum(1)
     return RenderOut(out_rgb, out_depth, acc, out_feat)
 
 
