@@ -20,7 +20,6 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
 
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
@@ -178,7 +177,7 @@ class BagWriter:
         self.counts: dict[str, int] = {}
         self._t = self.ts.types
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> "BagWriter":
         self._writer.open()
         return self
 
