@@ -154,7 +154,8 @@ def _run_bag(args, seq, t0: float) -> int:
     if 'camera_extrinsic' in summary.metadata:
         ext = ' '.join(f'{v:.6f}' for v in summary.metadata['camera_extrinsic'])
         print(f'camera_extrinsic ({args.base_frame} -> {args.camera_frame}, x y z qx qy qz qw): {ext}')
-        print(f'  node parameter: camera_extrinsic: {json.dumps([round(v, 6) for v in summary.metadata["camera_extrinsic"]])}')
+        rounded = [round(v, 6) for v in summary.metadata['camera_extrinsic']]
+        print(f'  node parameter: camera_extrinsic: {json.dumps(rounded)}')
     return 0
 
 

@@ -114,7 +114,8 @@ class Mapper:
         cfg = self.config
         self.keyframes = KeyframeBuffer(KeyframeConfig(cfg.max_keyframes, cfg.keyframe_translation,
                                                        cfg.keyframe_rotation, cfg.keyframe_width), self.device)
-        self.projector = FeatureProjector(out_dim=cfg.feature_dim, fit_frames=cfg.bounds_keyframes)
+        # PCA of teacher features fitted on the first keyframe, then fixed (keyframe features must share a basis)
+        self.projector = FeatureProjector(out_dim=cfg.feature_dim, fit_frames=1)
         self.field: FeatureField | None = None
         self.trainer: Trainer | None = None
         self.pca = FeaturePCA()
@@ -460,7 +461,7 @@ class Mapper:
         new_field.load_state_dict(state['field'])
         kf = KeyframeBuffer(KeyframeConfig(**asdict(self.keyframes.config)), self.device)
         kf.load_state_dict(state['keyframes'])
-        projector = FeatureProjector(out_dim=self.config.feature_dim, fit_frames=self.config.bounds_keyframes)
+        projector = FeatureProjector(out_dim=self.config.feature_dim, fit_frames=1)
         projector.load_state_dict(state['projector'])
         pca = FeaturePCA()
         pca.load_state_dict(state['pca'])

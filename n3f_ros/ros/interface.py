@@ -1,0 +1,36 @@
+"""The node's ROS interface (SPEC §3) as data: the README tables are generated from it and a DDS test
+checks a running node against it, so documentation and code cannot drift. No ROS import here."""
+from __future__ import annotations
+
+# (relative name, type, notes); names are relative to the node's namespace
+SUBSCRIBED = (
+    ('image', 'sensor_msgs/msg/Image', 'rgb8, bgr8, rgba8, bgra8, mono8 (when `image_transport: raw`)'),
+    ('image/compressed', 'sensor_msgs/msg/CompressedImage', 'jpeg/png (when `image_transport: compressed`)'),
+    ('camera_info', 'sensor_msgs/msg/CameraInfo', 'pinhole K; may be another size than `image` (K is scaled)'),
+    ('depth', 'sensor_msgs/msg/Image', 'optional; 16UC1 (mm) or 32FC1 (m), aligned to colour'),
+    ('pose', 'geometry_msgs/msg/PoseStamped', 'camera optical frame in `world_frame` (`pose_source: pose`)'),
+    ('odom', 'nav_msgs/msg/Odometry', 'child frame pose, composed with `camera_extrinsic` (`pose_source: odom`)'),
+    ('query/point', 'geometry_msgs/msg/PointStamped', 'query by 3D point in `world_frame` (remap /clicked_point)'),
+    ('query/name', 'std_msgs/msg/String', 'query by saved prototype name'),
+    ('prototypes/save', 'std_msgs/msg/String', "save the last query's prototype under this name"),
+)
+
+PUBLISHED = (
+    ('feature_cloud', 'sensor_msgs/msg/PointCloud2', '`x y z` float32, `rgb` (PCA of features), `label` uint32; '
+     'voxel-downsampled, at `cloud_rate`'),
+    ('feature_image', 'sensor_msgs/msg/Image', 'rgb8 PCA of rendered student features at the latest frame'),
+    ('query/cloud', 'sensor_msgs/msg/PointCloud2', 'matched object: `x y z rgb similarity` (latched)'),
+    ('query/pose', 'geometry_msgs/msg/PoseStamped', 'object centroid, orientation = box axes (latched)'),
+    ('query/markers', 'visualization_msgs/msg/MarkerArray', 'box, centroid, name + score text (latched)'),
+    ('query/mask', 'sensor_msgs/msg/Image', 'mono8 2D retrieval mask on the latest frame (latched)'),
+    ('edit/cloud', 'sensor_msgs/msg/PointCloud2', 'scene without / only the last object, per `edit_mode` (latched)'),
+    ('keyframes', 'geometry_msgs/msg/PoseArray', 'keyframe camera poses'),
+    ('diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', 'rates, drops, rejections by reason, loss, memory'),
+)
+
+SERVICES = (
+    ('~/reset', 'std_srvs/srv/Trigger', 'forget the map (prototypes kept)'),
+    ('~/save', 'std_srvs/srv/Trigger', 'write the map atomically to `map_path`'),
+    ('~/load', 'std_srvs/srv/Trigger', 'replace the map with `map_path` (safe loader; on error the map is kept)'),
+    ('~/pause', 'std_srvs/srv/SetBool', 'pause (true) / resume (false) integration and training'),
+)

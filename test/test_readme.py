@@ -1,0 +1,26 @@
+"""The README's interface tables are generated from the code and must be current."""
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_readme_interface_tables_are_current():
+    r = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'gen_readme_tables.py'), '--check'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_readme_commands_are_the_ci_commands():
+    readme = (ROOT / 'README.md').read_text()
+    ci = (ROOT / '.ci' / 'run').read_text()
+    for cmd in ('bash scripts/setup_env.sh', 'bash scripts/run_tests.sh'):
+        assert cmd in readme and cmd in ci
+
+
+def test_every_parameter_is_documented_in_readme():
+    from n3f_ros.ros.parameters import parameter_table
+    readme = (ROOT / 'README.md').read_text()
+    missing = [p['name'] for p in parameter_table() if f"`{p['name']}`" not in readme]
+    assert missing == []
