@@ -21,6 +21,10 @@ An empty result (nothing found, empty map, unknown prototype) comes back as an a
 points and no pose; the node logs why. Result topics are latched (transient local), so the client
 can be created just before asking.
 
+Masks: the node renders ``query/mask`` only while someone subscribes to it, and rendering the
+field costs seconds on a CPU; ``wait_mask=False`` does not subscribe (answers have ``mask=None``)
+and so gets answers much sooner when no other node listens to the mask.
+
 Spinning: by default (``spin=True``) the client spins ``node`` itself while it waits, with its
 own executor, so ``node`` must not be spinning in another thread at that time. If the node is
 spun elsewhere (e.g. a MultiThreadedExecutor in a background thread), pass ``spin=False``: the
@@ -115,11 +119,14 @@ class N3FClient:
         self._pub_point = node.create_publisher(PointStamped, _topic(namespace, 'query/point'), 10)
         self._pub_name = node.create_publisher(String, _topic(namespace, 'query/name'), 10)
         self._pub_save = node.create_publisher(String, _topic(namespace, 'prototypes/save'), 10)
+        topics = [('cloud', PointCloud2, 'query/cloud'), ('pose', PoseStamped, 'query/pose'),
+                  ('markers', MarkerArray, 'query/markers')]
+        if self.wait_mask:
+            topics.append(('mask', Image, 'query/mask'))
         self._subs = [
             node.create_subscription(t, _topic(namespace, topic), self._callback(key), RESULT_QOS,
                                      callback_group=group)
-            for key, t, topic in (('cloud', PointCloud2, 'query/cloud'), ('pose', PoseStamped, 'query/pose'),
-                                  ('mask', Image, 'query/mask'), ('markers', MarkerArray, 'query/markers'))]
+            for key, t, topic in topics]
         self._executor = SingleThreadedExecutor(context=node.context) if self.spin else None
 
     # --- public API -----------------------------------------------------------------------------
@@ -209,7 +216,7 @@ class N3FClient:
         while True:
             ans = self._complete(match)
             if ans is not None:
-                if ans.markers is None:                      # markers are published before the cloud;
+                if ans.markers is None:                      # markers are published before the cloud
                     self._spin_or_wait(0.05)                 # give them a moment, don't require them
                     ans.markers = self._msgs['markers'].get(ans.stamp_ns)
                 return ans

@@ -14,8 +14,9 @@ Every malformed message is dropped, counted per reason (``diagnostics``: ``rejec
 and logged at most every :data:`LOG_PERIOD` seconds per (topic, reason); callbacks never raise.
 
 Query answers (all latched: reliable, transient local, depth 1; header stamp = the query's stamp;
-for ``query/name``, a String without a stamp, the node clock at arrival):
-``query/mask``, ``query/pose``, ``query/markers``, ``edit/cloud`` then ``query/cloud``. A query
+for ``query/name``, a String without a stamp, the node clock at arrival), in this order:
+``query/pose``, ``query/markers``, ``edit/cloud``, ``query/cloud``, then ``query/mask`` (rendered
+from the field: the slow part, so it comes last and only while query/mask has a subscriber). A query
 that cannot be answered (empty map, nothing found, unknown prototype, wrong frame, NaN point) is
 answered with an *empty* result so clients never hang: a 0-point ``query/cloud``, a DELETEALL-only
 ``query/markers``, an all-zero ``query/mask`` (0x0 when no image was seen yet), ``edit/cloud`` =
@@ -189,6 +190,8 @@ class N3FNode(Node):
             except MessageError as e:
                 self._reject(topic, e)
             except Exception as e:  # noqa: BLE001 - a callback must never take the node down
+                if not self.context.ok():
+                    return None           # shutting down: handles are being destroyed
                 self._reject(topic, MessageError('internal_error', f'{type(e).__name__}: {e}'))
                 self._throttled(topic, 'traceback', traceback.format_exc(), error=True)
         return callback
@@ -296,16 +299,20 @@ class N3FNode(Node):
     # periodic outputs
     # ------------------------------------------------------------------------------------------
     def _publish_outputs(self) -> None:
-        cloud = self.mapper.cloud()
+        """feature_cloud and feature_image are computed only while someone subscribes (lazy, as
+        image_transport does): cloud extraction and rendering are the expensive part."""
+        want_image = self.pub_feature_image.get_subscription_count() > 0
+        want_cloud = self.pub_cloud.get_subscription_count() > 0
+        cloud = self.mapper.cloud() if (want_cloud or want_image) else None
         now = self.get_clock().now()
         header = encode.make_header(now, self.world_frame)
-        if cloud is not None:
+        if cloud is not None and want_cloud:
             labels = cloud.labels if cloud.labels is not None else np.zeros(len(cloud), np.uint32)
             self.pub_cloud.publish(encode.pointcloud2_msg(
                 {'xyz': cloud.xyz, 'rgb': cloud.pca_rgb, 'label': labels}, header))
             self.counters.add('clouds_published')
         latest = self.latest
-        if latest is not None and cloud is not None:
+        if latest is not None and cloud is not None and want_image:
             cam, T, frame_id, stamp = latest
             img = self.mapper.feature_image(cam, T)
             if img is not None:
@@ -373,25 +380,13 @@ class N3FNode(Node):
         self.counters.add('queries')
 
     def _publish_answer(self, stamp, result, cloud, why: str, what: str = 'query') -> None:
-        """Publish the (possibly empty) answer of a query, stamped ``stamp``; cloud last."""
+        """Publish the (possibly empty) answer of a query, stamped ``stamp``; mask last."""
         header = encode.make_header(stamp, self.world_frame)
         latest = self.latest
         empty = result is None or len(result) == 0
         if empty:
             self.counters.add('queries_empty')
             self._throttled('query', 'empty', f'{what}: empty answer ({why})', info=True)
-        # mask on the latest camera
-        mask = None
-        if latest is not None:
-            cam, T, frame_id, _ = latest
-            if not empty:
-                mask = self.mapper.render_mask(result, cam, T)
-            if mask is None:
-                mask = np.zeros((cam.height, cam.width), bool)
-            self.pub_q_mask.publish(encode.image_msg(mask, encode.make_header(stamp, frame_id)))
-        else:
-            self.pub_q_mask.publish(encode.image_msg(np.zeros((0, 0), np.uint8),
-                                                     encode.make_header(stamp, '')))
         if empty:
             self.pub_q_markers.publish(encode.query_markers(header))
             full = self.mapper.cloud() if self.p['edit_mode'] == 'remove' else None
@@ -404,6 +399,7 @@ class N3FNode(Node):
             self.pub_q_cloud.publish(encode.pointcloud2_msg(
                 {'xyz': np.zeros((0, 3)), 'rgb': np.zeros((0, 3), np.uint8),
                  'similarity': np.zeros(0, np.float32)}, header))
+            self._publish_mask(stamp, None, latest)
             return
         box = result.box
         R = np.asarray(box.R, dtype=np.float64)
@@ -423,8 +419,25 @@ class N3FNode(Node):
             rgb = np.full((len(result), 3), 255, np.uint8)
         self.pub_q_cloud.publish(encode.pointcloud2_msg(
             {'xyz': result.xyz, 'rgb': rgb, 'similarity': result.similarity}, header))
+        self._publish_mask(stamp, result, latest)
         self.get_logger().info(f'{what}: {len(result)} points, score {result.score:.2f}, centroid '
                                f'{np.round(result.centroid, 3).tolist()}')
+
+    def _publish_mask(self, stamp, result, latest) -> None:
+        """query/mask: the object rendered from the field at the latest frame's camera (all zero
+        for an empty result; 0x0 when no image was seen yet). Published last: it is the slow part,
+        and only while someone subscribes to query/mask (rendering costs seconds on a CPU)."""
+        if self.pub_q_mask.get_subscription_count() == 0:
+            return
+        if latest is None:
+            empty = encode.image_msg(np.zeros((0, 0), np.uint8), encode.make_header(stamp, ''))
+            self.pub_q_mask.publish(empty)
+            return
+        cam, T, frame_id, _ = latest
+        mask = self.mapper.render_mask(result, cam, T) if result is not None else None
+        if mask is None:
+            mask = np.zeros((cam.height, cam.width), bool)
+        self.pub_q_mask.publish(encode.image_msg(mask, encode.make_header(stamp, frame_id)))
 
     @staticmethod
     def _scene_cloud_msg(cloud, header):

@@ -337,3 +337,23 @@ def test_qos_of_outputs(make_node, ros):
     assert subs[0].qos_profile.reliability == qos_profile_sensor_data.reliability
     pose_type = helper.get_publishers_info_by_topic(f'{ns}/query/pose')[0].topic_type
     assert pose_type == 'geometry_msgs/msg/PoseStamped' and PoseStamped.__name__ in pose_type
+
+
+def test_interface_matches_the_documented_tables(make_node, ros):
+    """The running node's topics/types/services equal n3f_ros/ros/interface.py (the README source)."""
+    from n3f_ros.ros import interface
+    _, helper = ros
+    node, *_, ns = make_node()
+    name = node.get_name()
+
+    def ours(pairs):
+        return {(t, tuple(types)) for t, types in pairs if t.startswith(ns + '/')}
+    wait_for(lambda: len(ours(helper.get_publisher_names_and_types_by_node(name, ns))) >= len(interface.PUBLISHED),
+             5.0, what='node graph')
+    pubs = ours(helper.get_publisher_names_and_types_by_node(name, ns))
+    subs = ours(helper.get_subscriber_names_and_types_by_node(name, ns))
+    srvs = ours(helper.get_service_names_and_types_by_node(name, ns))
+    assert pubs == {(f'{ns}/{t}', (ty,)) for t, ty, _ in interface.PUBLISHED}
+    inactive = {'image/compressed', 'odom'}                 # image_transport raw, pose_source pose
+    assert subs == {(f'{ns}/{t}', (ty,)) for t, ty, _ in interface.SUBSCRIBED if t not in inactive}
+    assert {(f'{ns}/{name}/{t[2:]}', (ty,)) for t, ty, _ in interface.SERVICES} <= srvs
