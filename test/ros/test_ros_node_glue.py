@@ -357,3 +357,36 @@ def test_interface_matches_the_documented_tables(make_node, ros):
     inactive = {'image/compressed', 'odom'}                 # image_transport raw, pose_source pose
     assert subs == {(f'{ns}/{t}', (ty,)) for t, ty, _ in interface.SUBSCRIBED if t not in inactive}
     assert {(f'{ns}/{name}/{t[2:]}', (ty,)) for t, ty, _ in interface.SERVICES} <= srvs
+
+
+def test_client_spinning_itself_and_bad_queries(make_node, scene):
+    """N3FClient(spin=True) on a node nobody else spins; NaN and wrong-frame queries are answered
+    empty (the client does not hang) and counted."""
+    seq, frames, gt = scene
+    node, fake, player, _, ns = make_node()
+    _play_until(player, fake, 1, frames)
+    own = rclpy.create_node('own_client', namespace=ns)
+    try:
+        client = N3FClient(own, timeout=10.0)                   # spin=True: spins ``own`` itself
+        label = int(np.unique(gt.labels)[-1])
+        assert len(client.query_point(_object_center(gt, label))) == np.sum(gt.labels == label)
+        assert client.query_point([float('nan'), 0.0, 0.0]).empty
+        assert node.counters.get('rejected/non_finite') == 1
+        with pytest.raises(TimeoutError):
+            N3FClient(own, namespace='/nobody', timeout=0.3).query_point([0, 0, 0])
+        client.close()
+    finally:
+        own.destroy_node()
+
+
+@pytest.mark.parametrize('override,message', [('pose_source:=tf', 'expected one of pose, odom'),
+                                              ('min_depth:=1', "expecting type 'DOUBLE'"),
+                                              ('camera_extrinsic:=[0.0]', 'camera_extrinsic needs 7 values')])
+def test_bad_parameters_stop_the_node_with_a_clear_message(override, message):
+    import subprocess
+
+    from ros_test_utils import node_command
+    cmd = node_command({}, '/bad_params')
+    cmd[cmd.index('--params-file'):cmd.index('--params-file') + 2] = []
+    r = subprocess.run(cmd + ['-p', override], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and message in r.stdout + r.stderr, r.stdout + r.stderr
