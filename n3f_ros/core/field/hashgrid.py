@@ -51,7 +51,8 @@ class HashGrid(nn.Module):
         # x: (N, 3) in [0, 1]
         n = x.shape[0]
         pos = x.clamp(0.0, 1.0)[:, None, :] * self.resolution[None, :, None]   # (N, L, 3)
-        p0f = pos.floor()
+        # clamp so x = 1 lands in the last cell with frac = 1 (its upper corner stays inside the level)
+        p0f = torch.minimum(pos.floor(), self.resolution[None, :, None] - 1)
         frac = pos - p0f                                                       # (N, L, 3)
         # per-axis integer coordinates of the two corners, int32: (N, L, 3, 2)
         p0 = p0f.to(torch.int32)
@@ -72,7 +73,7 @@ class HashGrid(nn.Module):
         wa = torch.stack([1 - frac, frac], dim=-1)                             # (N, L, 3, 2)
         w = wa[:, :, 0, :, None, None] * wa[:, :, 1, None, :, None] * wa[:, :, 2, None, None, :]
         out = _WeightedGather.apply(self.table, idx, w.reshape(n * self.n_levels, 8))  # (N*L, F)
-        return out.reshape(n, -1)
+        return out.reshape(n, self.out_dim)
 
 
 class _WeightedGather(torch.autograd.Function):
