@@ -37,13 +37,16 @@ class QualitySettings:
     mode: str = 'rgbd'               # 'rgbd' or 'rgb'
     seed: int = 0
     frames: int = 48                 # total frames (even: training, odd: held out)
-    width: int = 160
-    height: int = 120
+    width: int = 320                 # rendered frames (what the teacher sees)
+    height: int = 240
+    keyframe_width: int = 160        # keyframes are stored (and rays sampled) at this width
     steps: int = 1500                # training steps
     eval_every: int = 250            # steps between evaluations (quality vs time curve)
     rays_per_step: int = 1024
     eval_width: int = 80             # resolution of 2D retrieval
     gt_voxel: float = 0.01           # metres, ground-truth surface sampling
+    map_out: str = ''                # save the trained map here (loadable by the node's ~/load)
+    views_png: str = ''              # picture: eval points coloured by teacher vs student feature PCA
 
     @classmethod
     def quick(cls, **kw) -> 'QualitySettings':
@@ -188,7 +191,7 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
     log(f'teacher: 3D mIoU {teacher_miou:.3f}  2D mAP {teacher_map:.3f}  ({len(points)} eval points)')
 
     cfg = MapperConfig(teacher_model='synthetic', use_depth=(s.mode == 'rgbd'), keyframe_translation=0.0,
-                       keyframe_rotation=0.0, max_keyframes=len(train), keyframe_width=s.width,
+                       keyframe_rotation=0.0, max_keyframes=len(train), keyframe_width=s.keyframe_width,
                        rays_per_step=s.rays_per_step, seed=s.seed, bounds_keyframes=len(train))
     if s.mode == 'rgb':   # no depth: bounds from the ground-truth scene box, as a user would set them
         lo, hi = seq.scene.bounds
@@ -224,6 +227,10 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
     res.student_miou, res.student_map = res.curve[-1]['student_miou'], res.curve[-1]['student_map']
     res.per_object['student'] = ious
     res.train_seconds = mapper.trainer.seconds
+    if s.map_out:
+        mapper.save(s.map_out)
+    if s.views_png:
+        save_feature_views(s.views_png, points, t_feats, mapper.field.query_features(points))
     res.settings['total_seconds'] = time.perf_counter() - t_start
     res.settings['device'] = str(mapper.device)
     res.settings['torch_threads'] = torch.get_num_threads()
@@ -254,6 +261,26 @@ def save_plot(r: QualityResult, path: str) -> None:
         a.set_ylim(0, 1)
         a.legend()
     fig.suptitle(f'N3F quality, mode {r.settings["mode"]}, seed {r.settings["seed"]}')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_feature_views(path, points, teacher_feats, student_feats) -> None:
+    """Top views of the evaluation points coloured by a shared PCA of teacher / student features."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from n3f_ros.core.cloud import FeaturePCA
+    fig, ax = plt.subplots(1, 2, figsize=(10, 5))
+    for a, f, title in ((ax[0], teacher_feats, 'teacher (2D, back-projected)'), (ax[1], student_feats, 'student (3D)')):
+        col = FeaturePCA().fit(f).colors(f)
+        order = np.argsort(points[:, 2])
+        a.scatter(points[order, 0], points[order, 1], c=col[order] / 255.0, s=2)
+        a.set_title(title)
+        a.set_aspect('equal')
+        a.axis('off')
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     q.add_argument('--steps', type=int, help='training steps (default 1500, quick 400)')
     q.add_argument('--frames', type=int, help='frames in the sequence (half train, half held out)')
     q.add_argument('--json', help='write results to this JSON file')
-    q.add_argument('--out', default='bench_results', help='folder for the plot (quality vs training time)')
+    q.add_argument('--out', default='bench_results', help='folder for the plots (quality vs time, feature views)')
+    q.add_argument('--save-map', help='save the trained map (loadable by the node ~/load)')
     q.set_defaults(func=_quality)
 
     s = bsub.add_parser('speed', help='per-stage cost per frame at 320x240 and 640x480 (CPU, and GPU if present)')
@@ -34,9 +35,11 @@ def _quality(args) -> int:
     if s.steps < 1 or s.frames < 4:
         raise SystemExit('need --steps >= 1 and --frames >= 4')
     s.eval_every = min(s.eval_every, s.steps)
+    os.makedirs(args.out, exist_ok=True)
+    s.map_out = args.save_map or ''
+    s.views_png = os.path.join(args.out, f'features_{args.mode}_seed{args.seed}.png')
     r = run_quality(s)
     print(format_table(r))
-    os.makedirs(args.out, exist_ok=True)
     png = os.path.join(args.out, f'quality_{args.mode}_seed{args.seed}.png')
     save_plot(r, png)
     print(f'plot: {png}')

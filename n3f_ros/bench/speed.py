@@ -1,0 +1,164 @@
+"""Speed benchmark (SPEC §5): per-stage cost per frame, query latency, memory over a long stream.
+
+Stages, per image size and device:
+
+* ``teacher``     — DINO ViT-S/16 forward (timm, random weights of the real architecture) at the
+                    image's full width;
+* ``integrate``   — ``Mapper.integrate`` of a new keyframe: teacher + PCA projection + keyframe
+                    insertion (what the node's worker does per frame);
+* ``overhead``    — integrate minus teacher: the cost the engine adds to a bare teacher forward;
+* ``train_step``  — one optimisation step (``rays_per_step`` rays);
+* ``cloud``       — extraction of the feature cloud (surface points, field features, PCA, segments);
+* ``query_200k``  — ``query_by_point`` on a 200k-point cloud.
+
+Memory: RSS (and CUDA memory) while streaming many frames through a bounded keyframe buffer.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+
+from n3f_ros.core.cloud import query_by_point
+from n3f_ros.core.mapper import Mapper, MapperConfig
+from n3f_ros.core.synth import make_sequence
+from n3f_ros.core.teacher import DinoTeacher
+
+
+def _rss_mb() -> float:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device, reps: int) -> float:
+    """Median seconds of ``fn()`` over ``reps`` runs (after one warm-up)."""
+    fn()
+    ts = []
+    for _ in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def bench_size(device: torch.device, width: int, height: int, reps: int, log=print) -> dict:
+    seq = make_sequence(1, 12, width, height)
+    frames = [seq[i] for i in range(len(seq))]
+    teacher = DinoTeacher(random_init=True, device=str(device), input_width=width)
+    out = {'device': str(device), 'size': f'{width}x{height}'}
+    out['teacher'] = _timed(lambda: teacher(frames[0]), device, reps)
+    cfg = MapperConfig(device=str(device), keyframe_translation=0.0, keyframe_rotation=0.0, max_keyframes=64,
+                       bounds_keyframes=3)
+    mapper = Mapper(cfg, teacher=teacher)
+    for f in frames[:3]:
+        mapper.integrate(f)
+    it = iter(frames[3:] * 10)
+    out['integrate'] = _timed(lambda: mapper.integrate(next(it)), device, reps)
+    out['overhead'] = max(out['integrate'] - out['teacher'], 0.0)
+    out['train_step'] = _timed(lambda: mapper.train(1), device, reps)
+    out['rays_per_step'] = cfg.rays_per_step
+    out['cloud'] = _timed(lambda: mapper.cloud(force=True), device, max(1, reps // 2))
+    cloud = mapper.cloud()
+    out['cloud_points'] = len(cloud)
+    # a 200k-point cloud: the real one tiled with sub-voxel jitter
+    rng = np.random.default_rng(0)
+    rep = int(np.ceil(200_000 / max(len(cloud), 1)))
+    xyz = (np.tile(cloud.xyz, (rep, 1))[:200_000]
+           + rng.uniform(-0.004, 0.004, (min(200_000, rep * len(cloud)), 3))).astype(np.float32)
+    feats = np.tile(cloud.features, (rep, 1))[:200_000]
+    p = cloud.xyz[np.argmax(cloud.xyz[:, 2])]
+    out['query_200k'] = _timed(lambda: query_by_point(xyz, feats, p, radius=2.5 * cfg.voxel_size),
+                               torch.device('cpu'), reps)
+    log(f"  {out['device']} {out['size']}: teacher {1e3 * out['teacher']:.0f} ms, integrate "
+        f"{1e3 * out['integrate']:.0f} ms, step {1e3 * out['train_step']:.0f} ms, cloud {1e3 * out['cloud']:.0f} ms "
+        f"({len(cloud)} pts), query 200k {1e3 * out['query_200k']:.0f} ms")
+    return out
+
+
+def bench_memory(device: torch.device, frames: int, log=print) -> dict:
+    """Stream ``frames`` frames (320x240) with 1 training step each through 16 keyframe slots."""
+    from tqdm import tqdm
+    seq = make_sequence(2, frames, 320, 240)
+    teacher = DinoTeacher(random_init=True, device=str(device), input_width=320)
+    mapper = Mapper(MapperConfig(device=str(device), max_keyframes=16, keyframe_translation=0.01,
+                                 keyframe_rotation=1.0, rays_per_step=256), teacher=teacher)
+    rss, cuda = [], []
+    for i in tqdm(range(frames), desc=f'memory stream ({device})', disable=None):
+        mapper.integrate(seq[i])
+        mapper.train(1)
+        rss.append(_rss_mb())
+        cuda.append(torch.cuda.memory_allocated(device) / 2 ** 20 if device.type == 'cuda' else 0.0)
+    log(f'  memory over {frames} frames: RSS {rss[0]:.0f} -> {rss[-1]:.0f} MB (max {max(rss):.0f}), '
+        f'keyframes {len(mapper.keyframes)}')
+    return {'device': str(device), 'frames': frames, 'rss_mb': rss, 'cuda_mb': cuda,
+            'keyframes': len(mapper.keyframes)}
+
+
+def run_speed(devices=None, sizes=((320, 240), (640, 480)), quick: bool = False, log=print) -> dict:
+    if not devices:
+        devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    reps = 3 if quick else 7
+    res = {'torch_threads': torch.get_num_threads(), 'torch': torch.__version__, 'stages': [], 'memory': []}
+    for d in devices:
+        dev = torch.device(d)
+        for w, h in sizes:
+            res['stages'].append(bench_size(dev, w, h, reps, log))
+        res['memory'].append(bench_memory(dev, 40 if quick else 200, log))
+    return res
+
+
+STAGES = ('teacher', 'integrate', 'overhead', 'train_step', 'cloud', 'query_200k')
+
+
+def format_table(r: dict) -> str:
+    head = ['device', 'size'] + [f'{s} [ms]' for s in STAGES]
+    rows = [head] + [[s['device'], s['size']] + [f'{1e3 * s[k]:.1f}' for k in STAGES] for s in r['stages']]
+    w = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ['  '.join(c.rjust(w[i]) for i, c in enumerate(row)) for row in rows]
+    for m in r['memory']:
+        lines.append(f"memory ({m['device']}, {m['frames']} frames, {m['keyframes']} keyframes kept): "
+                     f"RSS {m['rss_mb'][0]:.0f} -> {m['rss_mb'][-1]:.0f} MB, max {max(m['rss_mb']):.0f} MB")
+    lines.append(f"torch {r['torch']}, {r['torch_threads']} CPU threads")
+    return '\n'.join(lines)
+
+
+def save_plot(r: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    labels = [f"{s['device']}\n{s['size']}" for s in r['stages']]
+    bottom = np.zeros(len(labels))
+    for k in ('teacher', 'overhead', 'train_step', 'cloud', 'query_200k'):
+        v = np.array([1e3 * s[k] for s in r['stages']])
+        ax[0].bar(labels, v, bottom=bottom, label=k)
+        bottom += v
+    ax[0].set_ylabel('ms per call')
+    ax[0].set_title('per-stage cost')
+    ax[0].legend()
+    for m in r['memory']:
+        ax[1].plot(m['rss_mb'], label=f"RSS {m['device']}")
+        if m['device'].startswith('cuda'):
+            ax[1].plot(m['cuda_mb'], label='CUDA allocated')
+    ax[1].set_xlabel('frame')
+    ax[1].set_ylabel('MB')
+    ax[1].set_title('memory over a stream')
+    ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_json(r: dict, path: str) -> None:
+    with open(path, 'w') as f:
+        json.dump(r, f, indent=2)
