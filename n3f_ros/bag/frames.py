@@ -290,7 +290,10 @@ class BagFrameSource:
                 self.stats.frames_read += 1
                 try:
                     stamp = header_sec(m.msg)
-                    pending.append((stamp, decode(m.msg)))
+                    rgb = decode(m.msg)
+                    if not rgb.flags.writeable:         # PIL-decoded arrays are read-only; torch warns
+                        rgb = rgb.copy()
+                    pending.append((stamp, rgb))
                 except MessageError as e:
                     self.stats.dropped[e.reason] += 1
             else:
