@@ -210,7 +210,8 @@ def run(args) -> int:
             mapper = Mapper(_mapper_config(args))
             t_model = time.perf_counter() - t0
         except (TeacherError, ValueError) as exc:
-            return _fail(f'cannot build the engine: {exc}')
+            hint = ' [n3f process: --checkpoint FILE, or --random-init for tests]' if 'weights' in str(exc) else ''
+            return _fail(f'cannot build the engine: {exc}{hint}')
         teacher = _TimedTeacher(mapper.teacher, mapper.device)
         mapper.teacher = teacher
         total = source.image_count if not args.max_frames else min(args.max_frames, source.image_count)
