@@ -206,7 +206,7 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
         miou, ious = segmentation_miou(points, feats, labels, seeds, 2.5 * s.gt_voxel)
         imgs = []
         for f in held:
-            fi, _ = mapper.render_features(f.camera.scaled(ew, eh), f.T_world_cam)
+            fi = mapper.render_features(f.camera.scaled(ew, eh), f.T_world_cam)[0]
             imgs.append(fi)
         mp = retrieval_map(imgs, held_inst, object_ids)
         return miou, mp, ious

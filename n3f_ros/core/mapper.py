@@ -336,49 +336,83 @@ class Mapper:
         if self._pca_steps < 0 or self.train_steps < cfg.pca_fit_steps:
             self.pca.fit(feats)
             self._pca_steps = self.train_steps
-        labels = segment(xyz, feats, n_clusters=cfg.num_segments, seed=cfg.seed) if len(xyz) > 1 else \
-            np.ones(len(xyz), np.uint32)
+        if len(xyz) > 1:
+            labels = segment(xyz, feats, n_clusters=cfg.num_segments, radius=self.query_radius, seed=cfg.seed)
+        else:
+            labels = np.ones(len(xyz), np.uint32)
         return FeatureCloud(xyz.astype(np.float32), attrs['rgb'], feats,
                             self.pca.colors(feats), labels)
 
-    def _render(self, camera: PinholeCamera, T_world_cam, with_features=True):
+    def render_features(self, camera: PinholeCamera, T_world_cam, depth: np.ndarray | None = None):
+        """Student features seen from a camera, ``render_width`` wide (or None before the field exists).
+
+        Returns (features (h, w, D) L2-normalised, valid (h, w) bool, points (h, w, 3) world
+        metres of the surface each pixel sees, camera scaled to (w, h)).
+        With a depth image (z-depth, metres, any size: resampled nearest) the field is read at the
+        back-projected surface points — one field evaluation per pixel, which is what keeps masks
+        cheap on a CPU; without depth features and depth are volume-rendered (valid where the
+        opacity exceeds 0.5).
+        """
         with self._lock:
             if self.field is None:
                 return None
-            return render_image(self.field, camera, T_world_cam, self.config.render_config,
-                                width=min(self.config.render_width, camera.width), with_features=with_features)
+            w = min(self.config.render_width, camera.width)
+            cam = camera.scaled(w, max(1, int(round(camera.height * w / camera.width))))
+            h = cam.height
+            if depth is not None:
+                d = np.asarray(depth, dtype=np.float32)
+                d = d[(np.arange(h) * d.shape[0] // h)][:, (np.arange(w) * d.shape[1] // w)]
+                d = np.where(np.isfinite(d) & (d >= self.config.min_depth) & (d <= self.config.max_depth), d, 0)
+                pts, idx = backproject_depth(d, cam, T_world_cam)
+                feats = np.zeros((h * w, self.field.config.feature_dim), np.float32)
+                feats[idx] = self.field.query_features(pts)
+            else:
+                r = render_image(self.field, cam, T_world_cam, self.config.render_config)
+                d = np.where(r['acc'] > 0.5, r['depth'], 0.0)
+                pts, idx = backproject_depth(d, cam, T_world_cam)
+                f = r['feat'].reshape(h * w, -1)
+                feats = f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-6)
+        valid = np.zeros(h * w, bool)
+        valid[idx] = True
+        points = np.full((h * w, 3), np.nan)
+        points[idx] = pts
+        return feats.reshape(h, w, -1), valid.reshape(h, w), points.reshape(h, w, 3), cam
 
-    def feature_image(self, camera: PinholeCamera, T_world_cam) -> np.ndarray | None:
-        """PCA colours (h, w, 3) uint8 of the student's features rendered at a camera
-        (``render_width`` wide); None before the field exists."""
-        r = self._render(camera, T_world_cam)
+    def feature_image(self, camera: PinholeCamera, T_world_cam, depth=None) -> np.ndarray | None:
+        """PCA colours (h, w, 3) uint8 of the student's features seen from a camera (see
+        ``render_features``; black where invalid); None before the field exists."""
+        r = self.render_features(camera, T_world_cam, depth)
         if r is None:
             return None
-        f = r['feat']
-        f = f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-6)
+        f, valid, _, _ = r
         img = self.pca.colors(f.reshape(-1, f.shape[-1])).reshape(*f.shape[:2], 3)
-        return np.where(r['acc'][..., None] > 0.5, img, 0).astype(np.uint8)
+        return np.where(valid[..., None], img, 0).astype(np.uint8)
 
-    def render_features(self, camera: PinholeCamera, T_world_cam):
-        """Rendered student features (h, w, D) L2-normalised and opacity (h, w), or None."""
-        r = self._render(camera, T_world_cam)
+    def render_mask(self, result: QueryResult, camera: PinholeCamera, T_world_cam, depth=None) -> np.ndarray | None:
+        """2D retrieval: (H, W) bool mask, at the camera's full size, of the queried object.
+
+        A pixel belongs to the object when the surface it sees (from ``depth`` or rendered from the
+        field) lies within the query radius of the object's 3D points and its student feature
+        reaches the query's similarity threshold — the 3D answer carried into the image.
+        """
+        from scipy.spatial import cKDTree
+        r = self.render_features(camera, T_world_cam, depth)
         if r is None:
             return None
-        f = r['feat']
-        return f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-6), r['acc']
-
-    def render_mask(self, result: QueryResult, camera: PinholeCamera, T_world_cam) -> np.ndarray | None:
-        """2D retrieval: (H, W) bool mask of the queried object seen from ``camera`` (full size)."""
-        r = self.render_features(camera, T_world_cam)
-        if r is None:
-            return None
-        f, acc = r
+        f, valid, points, _ = r
         sim = f @ np.asarray(result.prototype, dtype=np.float32)
-        mask = (sim >= result.threshold) & (acc > 0.5)
+        mask = valid & (sim >= result.threshold)
+        if mask.any() and len(result.xyz):
+            d, _ = cKDTree(result.xyz).query(points[mask], distance_upper_bound=self.query_radius)
+            mask[mask] = np.isfinite(d)
         h, w = mask.shape
-        rows = (np.arange(camera.height) * h // camera.height)
-        cols = (np.arange(camera.width) * w // camera.width)
-        return mask[rows][:, cols]
+        return mask[(np.arange(camera.height) * h // camera.height)][:, (np.arange(camera.width) * w // camera.width)]
+
+    @property
+    def query_radius(self) -> float:
+        """Connectivity radius (metres) of object queries: 2 voxels links a voxel to its face and
+        edge neighbours (and most corners) without jumping gaps."""
+        return 2.0 * self.config.voxel_size
 
     def _threshold(self, threshold):
         if threshold is None and self.config.query_threshold > 0:
@@ -393,7 +427,9 @@ class Mapper:
             raise QueryError('the map is empty')
         t0 = time.perf_counter()
         res = query_by_point(cloud.xyz, cloud.features, np.asarray(xyz, dtype=np.float64),
-                             threshold=self._threshold(threshold))
+                             threshold=self._threshold(threshold), radius=self.query_radius,
+                             seed_radius=0.75 * self.query_radius)
+        res.cloud = cloud
         self._time('query', time.perf_counter() - t0)
         self.last_result = res
         return res
@@ -407,7 +443,8 @@ class Mapper:
             from n3f_ros.core.cloud import QueryError
             raise QueryError('the map is empty')
         res = query_by_prototype(cloud.xyz, cloud.features, self.prototypes[name],
-                                 threshold=self._threshold(threshold), name=name)
+                                 threshold=self._threshold(threshold), radius=self.query_radius, name=name)
+        res.cloud = cloud
         self.last_result = res
         return res
 
@@ -422,8 +459,9 @@ class Mapper:
         return self.prototypes[name.strip()]
 
     def edit(self, result: QueryResult, mode: str = 'remove') -> FeatureCloud:
-        """Scene without (``remove``) or only (``extract``) the queried object."""
-        cloud = self.cloud()
+        """Scene without (``remove``) or only (``extract``) the queried object, from the cloud
+        snapshot the query ran on."""
+        cloud = result.cloud if result.cloud is not None else self.cloud()
         return edit_cloud(cloud, result, mode)
 
     def keyframe_poses(self) -> list[np.ndarray]:

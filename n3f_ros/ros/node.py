@@ -74,7 +74,7 @@ class N3FNode(Node):
         self._log_suppressed: dict = {}
         self._last_rejected_total = 0
         self._mapper_prev = (time.monotonic(), 0)
-        self.latest = None              # (PinholeCamera, T_world_cam, frame_id, stamp) of the newest frame
+        self.latest = None              # (PinholeCamera, T_world_cam, frame_id, stamp, depth|None) of the newest frame
         self.query_latency_ms = float('nan')
         self.p = self._declare_parameters()
         self.world_frame = self.p['world_frame']
@@ -287,7 +287,7 @@ class N3FNode(Node):
                 self.assembler.warnings[w] = 0
         for af in frames:
             f = af.frame
-            self.latest = (f.camera, f.T_world_cam, af.frame_id, f.stamp)
+            self.latest = (f.camera, f.T_world_cam, af.frame_id, f.stamp, f.depth)
             if self.mapper.paused:
                 self.counters.add('frames_paused')
                 continue
@@ -313,8 +313,8 @@ class N3FNode(Node):
             self.counters.add('clouds_published')
         latest = self.latest
         if latest is not None and cloud is not None and want_image:
-            cam, T, frame_id, stamp = latest
-            img = self.mapper.feature_image(cam, T)
+            cam, T, frame_id, stamp, depth = latest
+            img = self.mapper.feature_image(cam, T, depth)
             if img is not None:
                 self.pub_feature_image.publish(encode.image_msg(img, encode.make_header(stamp, frame_id)))
         self.pub_keyframes.publish(encode.pose_array_msg(self.mapper.keyframe_poses(), header))
@@ -433,8 +433,8 @@ class N3FNode(Node):
             empty = encode.image_msg(np.zeros((0, 0), np.uint8), encode.make_header(stamp, ''))
             self.pub_q_mask.publish(empty)
             return
-        cam, T, frame_id, _ = latest
-        mask = self.mapper.render_mask(result, cam, T) if result is not None else None
+        cam, T, frame_id, _, depth = latest
+        mask = self.mapper.render_mask(result, cam, T, depth) if result is not None else None
         if mask is None:
             mask = np.zeros((cam.height, cam.width), bool)
         self.pub_q_mask.publish(encode.image_msg(mask, encode.make_header(stamp, frame_id)))

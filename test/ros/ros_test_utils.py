@@ -153,7 +153,7 @@ class FakeMapper:
     def cloud(self):
         return self._cloud if self.frames else None
 
-    def feature_image(self, camera, T):
+    def feature_image(self, camera, T, depth=None):
         return np.full((camera.height, camera.width, 3), 128, np.uint8)
 
     def query_point(self, xyz, threshold=None):
@@ -178,7 +178,7 @@ class FakeMapper:
             raise ValueError('no query result to take a prototype from')
         self.prototypes[name] = result.prototype
 
-    def render_mask(self, result, camera, T):
+    def render_mask(self, result, camera, T, depth=None):
         uv, z = project_points(result.xyz, camera, T)
         m = np.zeros((camera.height, camera.width), bool)
         ok = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] < camera.width) \

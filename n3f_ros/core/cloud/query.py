@@ -38,6 +38,8 @@ class QueryResult:
     name:           prototype name for named queries, else None.
     seed_index:     for point queries, index of the cloud point the object was grown from.
     radius:         neighbourhood radius (metres) of the connectivity graph.
+    cloud:          the FeatureCloud the query ran on, when the caller attaches it (the Mapper
+                    does, so an edit uses the same snapshot as the query).
     """
 
     indices: np.ndarray
@@ -52,6 +54,7 @@ class QueryResult:
     name: str | None = None
     seed_index: int | None = None
     radius: float = float('nan')
+    cloud: object = None
 
     def __len__(self) -> int:
         return len(self.indices)
