@@ -1,11 +1,11 @@
-"""End to end over DDS with the real engine, the other input variants in one node process:
-pose_source odom + camera_extrinsic, bgr8 images, RGB-only (no depth topic) and poses offset in
-time from the images (two odometry messages per image, none at the image stamp: interpolated).
+"""End to end over DDS with the real engine, the other input variants, each in its own node process:
+
+* pose_source odom + camera_extrinsic, bgr8 images and poses offset in time from the images (two
+  odometry messages per image, none at the image stamp: interpolated), with depth;
+* RGB-only: no depth topic at all, geometry learned from colour.
 
 The exact pose composition/interpolation is checked in test_ros_node_glue.py; here the whole
-chain must map the scene and answer queries (see test_ros_node_dds.py for the set-up). The
-IoU >= 0.5 check is an expected failure while RGB-only mapping is too weak after the few CPU
-training steps a test can afford (it passes in RGB-D mode, test_ros_node_dds.py).
+chain must map the scene and answer queries (see test_ros_node_dds.py for the set-up).
 """
 import threading
 import time
@@ -28,15 +28,18 @@ NS = '/dds_variants'
 EXTRINSIC = [0.05, -0.02, 0.1, 0.5, -0.5, 0.5, -0.5]        # x y z qx qy qz qw: base_link -> camera
 
 
-@pytest.fixture(scope='module')
-def setup(tmp_path_factory):
+@pytest.fixture(params=['odom_bgr8_offset', 'rgb_only'])
+def setup(request, tmp_path_factory):
     from n3f_ros.core.synth import make_sequence
     seq = make_sequence(SEED, N_FRAMES, *SIZE)
     frames = [seq[i] for i in range(N_FRAMES)]
     gt = seq.gt_points(voxel=0.01, frame_step=2)
     d = tmp_path_factory.mktemp('n3f_variants')
-    params = dict(NODE_PARAMS, pose_source='odom', world_frame=WORLD,
-                  camera_extrinsic='[' + ', '.join(str(v) for v in EXTRINSIC) + ']')
+    if request.param == 'rgb_only':
+        params = dict(NODE_PARAMS, world_frame=WORLD)
+    else:
+        params = dict(NODE_PARAMS, pose_source='odom', world_frame=WORLD,
+                      camera_extrinsic='[' + ', '.join(str(v) for v in EXTRINSIC) + ']')
     node = NodeProcess(params, NS, d / 'node.log')
     rclpy.init()
     ex = MultiThreadedExecutor(num_threads=3)
@@ -48,7 +51,7 @@ def setup(tmp_path_factory):
     helper.create_subscription(DiagnosticArray, f'{NS}/diagnostics', diags.append, 10)
     helper.create_subscription(PointCloud2, f'{NS}/edit/cloud', edits.append, RESULT_QOS)
     try:
-        yield node, helper, seq, frames, gt, diags, clouds, edits
+        yield request.param, node, helper, seq, frames, gt, diags, clouds, edits
     finally:
         ex.shutdown()
         helper.destroy_node()
@@ -58,12 +61,15 @@ def setup(tmp_path_factory):
         print(f'--- node exit code {rc}; log tail ---\n{node.tail()}')
 
 
-def test_odom_bgr8_rgb_only_offset_poses(setup):
-    node, helper, seq, frames, gt, diags, clouds, edits = setup
+def test_input_variant_maps_and_answers(setup):
+    variant, node, helper, seq, frames, gt, diags, clouds, edits = setup
     node.wait_ready()
-    T_child_cam = pose_from_xyz_quat(EXTRINSIC[:3], EXTRINSIC[3:])
-    player = ScenePlayer(helper, seq, ns=NS, pose_source='odom', T_child_cam=T_child_cam,
-                         encoding='bgr8', depth=False, pose_offsets=(-0.02, 0.03))
+    if variant == 'rgb_only':
+        player = ScenePlayer(helper, seq, ns=NS, depth=False)
+    else:
+        T_child_cam = pose_from_xyz_quat(EXTRINSIC[:3], EXTRINSIC[3:])
+        player = ScenePlayer(helper, seq, ns=NS, pose_source='odom', T_child_cam=T_child_cam,
+                             encoding='bgr8', depth=True, pose_offsets=(-0.02, 0.03))
     time.sleep(1.0)
     t0 = time.monotonic()
     for _ in range(2):
@@ -71,7 +77,7 @@ def test_odom_bgr8_rgb_only_offset_poses(setup):
         player.t0 += seq.stamp(N_FRAMES - 1) + 0.1
     wait_for(lambda: int(diag_value(diags, 'train_steps') or 0) >= TRAIN_STEPS, 240.0, step=0.5,
              what=lambda: f'{TRAIN_STEPS} training steps (now {diag_value(diags, "train_steps")})')
-    print(f'\nRGB-only/odom/bgr8: integrated {diag_value(diags, "frames_integrated")}, keyframes '
+    print(f'\n{variant}: integrated {diag_value(diags, "frames_integrated")}, keyframes '
           f'{diag_value(diags, "keyframes")}, {TRAIN_STEPS} steps after {time.monotonic() - t0:.1f} s, '
           f'rejected no_pose {diag_value(diags, "rejected/no_pose")}, train step '
           f'{diag_value(diags, "train_step_ms")} ms, submitted {diag_value(diags, "frames_submitted")}')
@@ -94,7 +100,8 @@ def test_odom_bgr8_rgb_only_offset_poses(setup):
         print(f'object {label}: {len(ans)} points ({np.sum(gt.labels == label)} in ground truth), '
               f'IoU {ious[label]:.2f}, score {ans.score:.2f}')
         assert not ans.empty and ans.pose is not None and ans.frame_id == WORLD
-    if max(ious.values()) < 0.5:
-        # RGB-only geometry comes from the density field alone; with ~200 CPU training steps and a
-        # handful of keyframes it is not yet good enough (see the report to the integrator)
-        pytest.xfail(f'RGB-only query IoU below 0.5: {ious}')
+    if variant == 'rgb_only' and max(ious.values()) < 0.5:
+        # RGB-only geometry comes from the density field alone; the ~200 CPU training steps a test
+        # can afford are not enough for it (n3f bench quality --mode rgb measures it properly)
+        pytest.xfail(f'RGB-only query IoU below 0.5 after {TRAIN_STEPS} CPU steps: {ious}')
+    assert max(ious.values()) >= 0.5, ious
