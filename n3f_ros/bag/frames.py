@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from n3f_ros.bag.reader import BagError, BagReader, TopicNotFoundError
+from n3f_ros.bag.writer import METADATA_FILE, BagTopics
 from n3f_ros.core.camera import GeometryError, PinholeCamera
 from n3f_ros.core.frame import Frame
 from n3f_ros.ros.decode import (
@@ -66,15 +67,9 @@ ROLE_TYPES = {
 }
 
 #: RealSense ROS 2 wrapper names (also what ``n3f synth --bag`` writes by default)
-DEFAULT_TOPICS = {
-    'image': '/camera/color/image_raw',
-    'image_compressed': '/camera/color/image_raw/compressed',
-    'camera_info': '/camera/color/camera_info',
-    'depth': '/camera/aligned_depth_to_color/image_raw',
-    'pose': '/camera/pose',
-    'odom': '/odom',
-}
-METADATA_FILE = 'n3f_synth.json'      # same name as n3f_ros.bag.writer.METADATA_FILE
+_T = BagTopics()
+DEFAULT_TOPICS = {'image': _T.image, 'image_compressed': _T.compressed_topic, 'camera_info': _T.camera_info,
+                  'depth': _T.depth, 'pose': _T.pose, 'odom': _T.odom}
 
 
 class BagInputError(BagError):

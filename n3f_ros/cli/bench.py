@@ -39,26 +39,24 @@ def _quality(args) -> int:
     s.map_out = args.save_map or ''
     s.views_png = os.path.join(args.out, f'features_{args.mode}_seed{args.seed}.png')
     r = run_quality(s)
-    print(format_table(r))
     png = os.path.join(args.out, f'quality_{args.mode}_seed{args.seed}.png')
-    save_plot(r, png)
-    print(f'plot: {png}')
-    if args.json:
-        write_json(r, args.json)
-        print(f'json: {args.json}')
-    return 0
+    return _report(r, format_table, save_plot, write_json, png, args.json)
 
 
 def _speed(args) -> int:
     from n3f_ros.bench.speed import format_table, run_speed, save_plot, write_json
     sizes = [tuple(int(v) for v in s.lower().split('x')) for s in args.sizes.split(',')]
     r = run_speed(devices=args.device, sizes=sizes, quick=args.quick)
-    print(format_table(r))
     os.makedirs(args.out, exist_ok=True)
-    png = os.path.join(args.out, 'speed.png')
-    save_plot(r, png)
+    return _report(r, format_table, save_plot, write_json, os.path.join(args.out, 'speed.png'), args.json)
+
+
+def _report(result, format_table, save_plot, write_json, png: str, json_path: str | None) -> int:
+    """Print the table, save the plot and (optionally) the JSON of a benchmark result."""
+    print(format_table(result))
+    save_plot(result, png)
     print(f'plot: {png}')
-    if args.json:
-        write_json(r, args.json)
-        print(f'json: {args.json}')
+    if json_path:
+        write_json(result, json_path)
+        print(f'json: {json_path}')
     return 0
