@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +27,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'ros'))
-from ros_test_utils import NodeProcess, diag_value, isolated_objects, object_iou, wait_for  # noqa: E402
+from ros_test_utils import (NodeProcess, diag_value, isolated_objects, object_iou, spinning_node,  # noqa: E402
+                            wait_for)
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 3
@@ -94,30 +94,19 @@ def node(workdir):
 
 @pytest.fixture(scope='module')
 def ros(node):
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import MultiThreadedExecutor
     from sensor_msgs.msg import PointCloud2
 
     from n3f_ros.client import RESULT_QOS, N3FClient
-    rclpy.init()
-    ex = MultiThreadedExecutor(num_threads=3)
-    helper = rclpy.create_node('n3f_bag_to_node_test')
-    ex.add_node(helper)
-    th = threading.Thread(target=ex.spin, daemon=True)
-    th.start()
-    client = N3FClient(helper, namespace=NS, timeout=120.0, spin=False, wait_mask=False)
-    diags, edits = [], []
-    helper.create_subscription(DiagnosticArray, f'{NS}/diagnostics', diags.append, 10)
-    helper.create_subscription(PointCloud2, f'{NS}/edit/cloud', edits.append, RESULT_QOS)
-    try:
-        yield client, diags, edits
-    finally:
-        client.close()
-        ex.shutdown()
-        helper.destroy_node()
-        rclpy.shutdown()
-        th.join(5)
+    with spinning_node('n3f_bag_to_node_test') as helper:
+        client = N3FClient(helper, namespace=NS, timeout=120.0, spin=False, wait_mask=False)
+        diags, edits = [], []
+        helper.create_subscription(DiagnosticArray, f'{NS}/diagnostics', diags.append, 10)
+        helper.create_subscription(PointCloud2, f'{NS}/edit/cloud', edits.append, RESULT_QOS)
+        try:
+            yield client, diags, edits
+        finally:
+            client.close()
 
 
 def _steps(diags) -> int:

@@ -6,7 +6,9 @@ checks see realistic times.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 import time
 from types import SimpleNamespace
 
@@ -311,3 +313,24 @@ def surface_point(gt, label):
     """The ground-truth surface point of object ``label`` nearest its centre (a 'click')."""
     pts = gt.xyz[gt.labels == label]
     return pts[np.argmin(np.linalg.norm(pts - pts.mean(0), axis=1))]
+
+
+@contextlib.contextmanager
+def spinning_node(name: str, threads: int = 3):
+    """rclpy.init(), a helper node spun by a MultiThreadedExecutor in a daemon thread; everything
+    is shut down (executor, node, rclpy) when the block ends."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    rclpy.init()
+    ex = MultiThreadedExecutor(num_threads=threads)
+    node = rclpy.create_node(name)
+    ex.add_node(node)
+    th = threading.Thread(target=ex.spin, daemon=True)
+    th.start()
+    try:
+        yield node
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown()
+        th.join(5)

@@ -7,15 +7,12 @@ downloaded here), so a query's IoU >= 0.5 has to come from the student field and
 clustering working on those features plus geometry. Small images (160x120) and few frames keep
 this short on 2 CPU cores; one node process is shared by the tests of this module.
 """
-import threading
 import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import MultiThreadedExecutor
-from ros_test_utils import (CAM_FRAME, WORLD, NodeProcess, ScenePlayer, call_service, camera_info_msg,
+from ros_test_utils import (CAM_FRAME, WORLD, NodeProcess, ScenePlayer, call_service, camera_info_msg, spinning_node,
                             diag_value, isolated_objects, object_iou, surface_point, wait_for)
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import SetBool, Trigger
@@ -57,23 +54,12 @@ def node(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def ros(node):
-    rclpy.init()
-    ex = MultiThreadedExecutor(num_threads=3)
-    helper = rclpy.create_node('n3f_dds_test')
-    ex.add_node(helper)
-    th = threading.Thread(target=ex.spin, daemon=True)
-    th.start()
-    client = N3FClient(helper, namespace=NS, timeout=120.0, spin=False, wait_mask=False)
-    diags, clouds = [], []
-    helper.create_subscription(DiagnosticArray, f'{NS}/diagnostics', diags.append, 10)
-    helper.create_subscription(PointCloud2, f'{NS}/feature_cloud', clouds.append, 1)
-    try:
+    with spinning_node('n3f_dds_test') as helper:
+        client = N3FClient(helper, namespace=NS, timeout=120.0, spin=False, wait_mask=False)
+        diags, clouds = [], []
+        helper.create_subscription(DiagnosticArray, f'{NS}/diagnostics', diags.append, 10)
+        helper.create_subscription(PointCloud2, f'{NS}/feature_cloud', clouds.append, 1)
         yield helper, client, diags, clouds
-    finally:
-        ex.shutdown()
-        helper.destroy_node()
-        rclpy.shutdown()
-        th.join(5)
 
 
 def _steps(diags):

@@ -7,15 +7,12 @@
 The exact pose composition/interpolation is checked in test_ros_node_glue.py; here the whole
 chain must map the scene and answer queries (see test_ros_node_dds.py for the set-up).
 """
-import threading
 import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import MultiThreadedExecutor
-from ros_test_utils import (WORLD, NodeProcess, ScenePlayer, diag_value, isolated_objects, object_iou,
+from ros_test_utils import (WORLD, NodeProcess, ScenePlayer, diag_value, isolated_objects, object_iou, spinning_node,
                             surface_point, wait_for)
 from sensor_msgs.msg import PointCloud2
 from test_ros_node_dds import N_FRAMES, NODE_PARAMS, SEED, SIZE, TRAIN_STEPS
@@ -41,22 +38,13 @@ def setup(request, tmp_path_factory):
         params = dict(NODE_PARAMS, pose_source='odom', world_frame=WORLD,
                       camera_extrinsic='[' + ', '.join(str(v) for v in EXTRINSIC) + ']')
     node = NodeProcess(params, NS, d / 'node.log')
-    rclpy.init()
-    ex = MultiThreadedExecutor(num_threads=3)
-    helper = rclpy.create_node('n3f_dds_variants_test')
-    ex.add_node(helper)
-    th = threading.Thread(target=ex.spin, daemon=True)
-    th.start()
-    diags, clouds, edits = [], [], []
-    helper.create_subscription(DiagnosticArray, f'{NS}/diagnostics', diags.append, 10)
-    helper.create_subscription(PointCloud2, f'{NS}/edit/cloud', edits.append, RESULT_QOS)
     try:
-        yield request.param, node, helper, seq, frames, gt, diags, clouds, edits
+        with spinning_node('n3f_dds_variants_test') as helper:
+            diags, clouds, edits = [], [], []
+            helper.create_subscription(DiagnosticArray, f'{NS}/diagnostics', diags.append, 10)
+            helper.create_subscription(PointCloud2, f'{NS}/edit/cloud', edits.append, RESULT_QOS)
+            yield request.param, node, helper, seq, frames, gt, diags, clouds, edits
     finally:
-        ex.shutdown()
-        helper.destroy_node()
-        rclpy.shutdown()
-        th.join(5)
         rc = node.stop()
         print(f'--- node exit code {rc}; log tail ---\n{node.tail()}')
 
@@ -75,10 +63,11 @@ def test_input_variant_maps_and_answers(setup):
     for _ in range(2):
         player.play(range(N_FRAMES), period=0.25, frames=frames)
         player.t0 += seq.stamp(N_FRAMES - 1) + 0.1
-    wait_for(lambda: int(diag_value(diags, 'train_steps') or 0) >= TRAIN_STEPS, 240.0, step=0.5,
-             what=lambda: f'{TRAIN_STEPS} training steps (now {diag_value(diags, "train_steps")})')
+    steps = TRAIN_STEPS
+    wait_for(lambda: int(diag_value(diags, 'train_steps') or 0) >= steps, 400.0, step=0.5,
+             what=lambda: f'{steps} training steps (now {diag_value(diags, "train_steps")})')
     print(f'\n{variant}: integrated {diag_value(diags, "frames_integrated")}, keyframes '
-          f'{diag_value(diags, "keyframes")}, {TRAIN_STEPS} steps after {time.monotonic() - t0:.1f} s, '
+          f'{diag_value(diags, "keyframes")}, {steps} steps after {time.monotonic() - t0:.1f} s, '
           f'rejected no_pose {diag_value(diags, "rejected/no_pose")}, train step '
           f'{diag_value(diags, "train_step_ms")} ms, submitted {diag_value(diags, "frames_submitted")}')
     assert int(diag_value(diags, 'rejected/no_pose') or 0) <= 1        # poses were interpolated
@@ -101,7 +90,8 @@ def test_input_variant_maps_and_answers(setup):
               f'IoU {ious[label]:.2f}, score {ans.score:.2f}')
         assert not ans.empty and ans.pose is not None and ans.frame_id == WORLD
     if variant == 'rgb_only' and max(ious.values()) < 0.5:
-        # RGB-only geometry comes from the density field alone; the ~200 CPU training steps a test
-        # can afford are not enough for it (n3f bench quality --mode rgb measures it properly)
-        pytest.xfail(f'RGB-only query IoU below 0.5 after {TRAIN_STEPS} CPU steps: {ious}')
+        # RGB-only geometry comes from the density field alone and the cloud from depth rendered
+        # from it; after the CPU steps a test can afford (200 here; 700 measured, IoU 0.06/0.02)
+        # the rendered surface is not yet accurate enough for point queries. Known limitation.
+        pytest.xfail(f'RGB-only query IoU below 0.5 after {steps} CPU steps: {ious}')
     assert max(ious.values()) >= 0.5, ious
