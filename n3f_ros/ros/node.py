@@ -2,9 +2,11 @@
 
 Threads and callback groups (MultiThreadedExecutor):
 
-* ``input`` (mutually exclusive): image / compressed image / depth / camera_info / pose / odom
-  callbacks and a 20 Hz poll timer. They only decode, validate, pair (``sync.FrameAssembler``)
-  and ``Mapper.submit`` (bounded queue, newest wins): never the teacher or training.
+* ``poses`` (mutually exclusive): pose / odom callbacks, in their own group so that a flood of
+  images on a slow CPU cannot starve them (images wait for a pose at or after their stamp).
+* ``input`` (mutually exclusive): image / compressed image / depth / camera_info callbacks and a
+  20 Hz poll timer. Both input groups only decode, validate, pair (``sync.FrameAssembler``, thread
+  safe) and ``Mapper.submit`` (bounded queue, newest wins): never the teacher or training.
 * the Mapper's own worker thread: teacher + keyframes + training.
 * ``output``: feature_cloud / feature_image / keyframes timer (cloud_rate).
 * ``queries``: query/point, query/name, prototypes/save and the services.
@@ -128,23 +130,25 @@ class N3FNode(Node):
         self._g_output = MutuallyExclusiveCallbackGroup()
         self._g_query = MutuallyExclusiveCallbackGroup()
         self._g_diag = MutuallyExclusiveCallbackGroup()
+        self._g_pose = MutuallyExclusiveCallbackGroup()
         sub = self.create_subscription
         sensor = qos_profile_sensor_data
+        if self.p['pose_source'] == 'odom':
+            from nav_msgs.msg import Odometry
+            sub(Odometry, 'odom', self._guard('odom', self._on_odom), POSE_QOS,
+                callback_group=self._g_pose)
+        else:
+            sub(PoseStamped, 'pose', self._guard('pose', self._on_pose), POSE_QOS,
+                callback_group=self._g_pose)
+        # subscription order = executor priority within a group: what images wait for comes first
+        sub(CameraInfo, 'camera_info', self._guard('camera_info', self._on_camera_info), sensor,
+            callback_group=self._g_input)
+        sub(Image, 'depth', self._guard('depth', self._on_depth), sensor, callback_group=self._g_input)
         if self.p['image_transport'] == 'compressed':
             sub(CompressedImage, 'image/compressed', self._guard('image/compressed', self._on_compressed),
                 sensor, callback_group=self._g_input)
         else:
             sub(Image, 'image', self._guard('image', self._on_image), sensor, callback_group=self._g_input)
-        sub(CameraInfo, 'camera_info', self._guard('camera_info', self._on_camera_info), sensor,
-            callback_group=self._g_input)
-        sub(Image, 'depth', self._guard('depth', self._on_depth), sensor, callback_group=self._g_input)
-        if self.p['pose_source'] == 'odom':
-            from nav_msgs.msg import Odometry
-            sub(Odometry, 'odom', self._guard('odom', self._on_odom), POSE_QOS,
-                callback_group=self._g_input)
-        else:
-            sub(PoseStamped, 'pose', self._guard('pose', self._on_pose), POSE_QOS,
-                callback_group=self._g_input)
         sub(PointStamped, 'query/point', self._guard('query/point', self._on_query_point), 10,
             callback_group=self._g_query)
         sub(String, 'query/name', self._guard('query/name', self._on_query_name), 10,

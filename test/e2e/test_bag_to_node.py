@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'ros'))
-from ros_test_utils import (NodeProcess, diag_value, isolated_objects, object_iou, spinning_node,  # noqa: E402
+from ros_test_utils import (NodeProcess, diag_counts, diag_value, isolated_objects, object_iou, spinning_node,  # noqa: E402
                             wait_for)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,7 +132,8 @@ def test_bag_played_into_the_node_answers_a_query(bag, gt, node, ros):
     assert r.returncode == 0, r.stderr
     t_played = time.monotonic() - t0
     wait_for(lambda: _steps(diags) >= TRAIN_STEPS, 120.0, step=0.5,
-             what=lambda: f'{TRAIN_STEPS} training steps (now {_steps(diags)}); node log:\n{node.tail()}')
+             what=lambda: f'{TRAIN_STEPS} training steps (now {_steps(diags)}); {diag_counts(diags)}; '
+                         f'node log:\n{node.tail()}')
     t_trained = time.monotonic() - t0
     integrated = int(diag_value(diags, 'frames_integrated') or 0)
     keyframes = int(diag_value(diags, 'keyframes') or 0)

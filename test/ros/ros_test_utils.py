@@ -273,6 +273,14 @@ def diag_value(diags, key):
     return None
 
 
+def diag_counts(diags, prefixes=('received/', 'rejected/', 'frames_', 'warning/')) -> str:
+    """The latest diagnostics' input counters as one line, for failure messages."""
+    if not diags:
+        return 'no diagnostics received'
+    vals = [(kv.key, kv.value) for st in diags[-1].status for kv in st.values if kv.key.startswith(prefixes)]
+    return ', '.join(f'{k}={v}' for k, v in vals) or 'no input counters yet'
+
+
 def call_service(helper, srv_type, name: str, timeout: float = 60.0, **request):
     cli = helper.create_client(srv_type, name)
     try:

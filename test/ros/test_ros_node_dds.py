@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from ros_test_utils import (CAM_FRAME, WORLD, NodeProcess, ScenePlayer, call_service, camera_info_msg, spinning_node,
-                            diag_value, isolated_objects, object_iou, surface_point, wait_for)
+from ros_test_utils import (CAM_FRAME, WORLD, NodeProcess, ScenePlayer, call_service, camera_info_msg, diag_counts,
+                            diag_value, isolated_objects, object_iou, spinning_node, surface_point, wait_for)
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import SetBool, Trigger
 
@@ -82,7 +82,8 @@ def mapped(ros, scene, node):
     played = time.monotonic() - t0
     integrated = int(diag_value(diags, 'frames_integrated') or 0)
     wait_for(lambda: _steps(diags) >= TRAIN_STEPS, 240.0, step=0.5,
-             what=lambda: f'{TRAIN_STEPS} training steps (now {_steps(diags)})')
+             what=lambda: f'{TRAIN_STEPS} training steps (now {_steps(diags)})'
+                         f'; {diag_counts(diags)}')
     print(f'\nmapping: {2 * N_FRAMES} frames played in {played:.1f} s, {integrated} integrated '
           f'({integrated / played:.2f} frames/s), keyframes {diag_value(diags, "keyframes")}, '
           f'{TRAIN_STEPS} steps after {time.monotonic() - t0:.1f} s, '

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from ros_test_utils import (WORLD, NodeProcess, ScenePlayer, diag_value, isolated_objects, object_iou, spinning_node,
-                            surface_point, wait_for)
+from ros_test_utils import (WORLD, NodeProcess, ScenePlayer, diag_counts, diag_value, isolated_objects, object_iou,
+                            spinning_node, surface_point, wait_for)
 from sensor_msgs.msg import PointCloud2
 from test_ros_node_dds import N_FRAMES, NODE_PARAMS, SEED, SIZE, TRAIN_STEPS
 
@@ -65,7 +65,8 @@ def test_input_variant_maps_and_answers(setup):
         player.t0 += seq.stamp(N_FRAMES - 1) + 0.1
     steps = TRAIN_STEPS
     wait_for(lambda: int(diag_value(diags, 'train_steps') or 0) >= steps, 400.0, step=0.5,
-             what=lambda: f'{steps} training steps (now {diag_value(diags, "train_steps")})')
+             what=lambda: f'{steps} training steps (now {diag_value(diags, "train_steps")})'
+                         f'; {diag_counts(diags)}')
     print(f'\n{variant}: integrated {diag_value(diags, "frames_integrated")}, keyframes '
           f'{diag_value(diags, "keyframes")}, {steps} steps after {time.monotonic() - t0:.1f} s, '
           f'rejected no_pose {diag_value(diags, "rejected/no_pose")}, train step '
