@@ -297,6 +297,7 @@ def test_bad_input_counted_node_survives(make_node, scene, ros):
     player.publish_pose(last + 0.02 - player.t0)
     player.pub_image.publish(encode.image_msg(frames[0].rgb, encode.make_header(last + 0.02, CAM_FRAME)))
     expected['size_mismatch'] = 1
+    time.sleep(0.1)     # the image takes the camera_info current at its arrival: let it arrive first
     # an image far from every pose (after restoring a good camera_info)
     player.pub_info.publish(camera_info_msg(frames[0].camera, h))
     time.sleep(0.1)
