@@ -1,4 +1,4 @@
-"""Helpers of the ROS tests: a synthetic-scene publisher, a fake Mapper, waiting.
+"""Helpers of the ROS tests: a synthetic-scene publisher, the node as a process, waiting.
 
 ``ScenePlayer`` turns a core.synth sequence into the node's input messages (Image, CameraInfo,
 depth, PoseStamped / Odometry) with stamps on the wall clock, so the node's future/backwards
@@ -10,15 +10,13 @@ import contextlib
 import io
 import threading
 import time
-from types import SimpleNamespace
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from n3f_ros.core.camera import invert_pose, project_points
-from n3f_ros.core.cloud import FeatureCloud, query_by_point, query_by_prototype
+from n3f_ros.core.camera import invert_pose
 from n3f_ros.ros import encode
 
 WORLD = 'map'
@@ -115,100 +113,6 @@ class ScenePlayer:
         for k, i in enumerate(indices):
             self.publish_frame(i, None if frames is None else frames[i])
             time.sleep(period)
-
-
-class FakeMapper:
-    """Stands in for core.mapper.Mapper in fast in-process node tests.
-
-    Its cloud is the ground truth of the scene with one-hot instance features, so queries answer
-    exactly the ground-truth object and the tests check only the ROS glue.
-    """
-
-    def __init__(self, gt_xyz, gt_labels, gt_rgb):
-        labels = np.asarray(gt_labels)
-        ids = np.unique(labels)
-        feats = (labels[:, None] == ids[None, :]).astype(np.float32)
-        self._cloud = FeatureCloud(gt_xyz.astype(np.float32), gt_rgb, feats,
-                                   np.repeat((labels[:, None] * 37 % 255).astype(np.uint8), 3, 1),
-                                   labels.astype(np.uint32))
-        self.device = 'cpu'
-        self.config = SimpleNamespace(use_depth=True, min_depth=0.1, max_depth=5.0, query_threshold=0.0)
-        self.frames, self.paused, self.prototypes, self.last_result = [], False, {}, None
-        self.saved_to = None
-        self.loaded_from = None
-
-    def start(self):
-        pass
-
-    def stop(self):
-        pass
-
-    def submit(self, frame) -> bool:
-        if self.paused:
-            return False
-        self.frames.append(frame)
-        return True
-
-    def set_paused(self, paused: bool) -> None:
-        self.paused = bool(paused)
-
-    def cloud(self):
-        return self._cloud if self.frames else None
-
-    def feature_image(self, camera, T, depth=None):
-        return np.full((camera.height, camera.width, 3), 128, np.uint8)
-
-    def query_point(self, xyz, threshold=None):
-        if not self.frames:
-            from n3f_ros.core.cloud import QueryError
-            raise QueryError('the map is empty')
-        c = self._cloud
-        self.last_result = query_by_point(c.xyz, c.features, xyz, threshold=threshold or 0.5)
-        return self.last_result
-
-    def query_prototype(self, name, threshold=None):
-        if name not in self.prototypes:
-            raise KeyError(f'no prototype named {name!r}')
-        c = self._cloud
-        self.last_result = query_by_prototype(c.xyz, c.features, self.prototypes[name], threshold=0.5,
-                                              name=name)
-        return self.last_result
-
-    def save_prototype(self, name, result=None):
-        result = result or self.last_result
-        if result is None:
-            raise ValueError('no query result to take a prototype from')
-        self.prototypes[name] = result.prototype
-
-    def render_mask(self, result, camera, T, depth=None):
-        uv, z = project_points(result.xyz, camera, T)
-        m = np.zeros((camera.height, camera.width), bool)
-        ok = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] < camera.width) \
-            & (uv[:, 1] < camera.height)
-        m[uv[ok, 1].astype(int), uv[ok, 0].astype(int)] = True
-        return m
-
-    def keyframe_poses(self):
-        return [f.T_world_cam for f in self.frames[-5:] if f is not None]
-
-    def reset(self):
-        self.frames.clear()
-        self.last_result = None
-
-    def save(self, path):
-        if not self.frames:
-            raise ValueError('nothing to save: the map is empty')
-        self.saved_to = path
-
-    def load(self, path):
-        if path != self.saved_to:
-            raise FileNotFoundError(path)
-        self.loaded_from = path
-        self.frames.append(None)
-
-    def stats(self):
-        return {'frames_integrated': len(self.frames), 'keyframes': len(self.frames), 'paused': self.paused,
-                'train_steps': 0, 'loss_total': 0.5}
 
 
 # ---------------------------------------------------------------------------------------------
