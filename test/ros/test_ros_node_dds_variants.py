@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 from diagnostic_msgs.msg import DiagnosticArray
 from ros_test_utils import (WORLD, NodeProcess, ScenePlayer, diag_counts, diag_value, isolated_objects, object_iou,
                             spinning_node, surface_point, wait_for)
@@ -80,19 +81,26 @@ def test_input_variant_maps_and_answers(setup):
     assert clouds[-1].header.frame_id == WORLD and clouds[-1].width > 50
 
     client = N3FClient(helper, namespace=NS, timeout=120.0, spin=False, wait_mask=False)
-    ious = {}
+    ious, precisions = {}, {}
+    tree = cKDTree(gt.xyz)
     for label in isolated_objects(gt, k=2):
         ans = client.query_point(surface_point(gt, label), frame_id=WORLD)
         t = encode.to_time_msg(ans.stamp_ns)
         wait_for(lambda t=t: any(e.header.stamp == t for e in edits), 10.0, what='edit/cloud')
         arr = encode.pointcloud2_to_array(next(e for e in edits if e.header.stamp == t))
         ious[label] = object_iou(ans.xyz, np.stack([arr['x'], arr['y'], arr['z']], 1), gt, label)
+        # share of the answer whose nearest ground-truth point is on the queried object
+        precisions[label] = float(np.mean(gt.labels[tree.query(ans.xyz)[1]] == label)) if len(ans) else 0.0
         print(f'object {label}: {len(ans)} points ({np.sum(gt.labels == label)} in ground truth), '
-              f'IoU {ious[label]:.2f}, score {ans.score:.2f}')
+              f'IoU {ious[label]:.2f}, precision {precisions[label]:.2f}, score {ans.score:.2f}')
         assert not ans.empty and ans.pose is not None and ans.frame_id == WORLD
+    assert max(precisions.values()) >= 0.5, precisions        # the answer is (mostly) the queried object
     if variant == 'rgb_only' and max(ious.values()) < 0.5:
         # RGB-only geometry comes from the density field alone and the cloud from depth rendered
-        # from it; after the CPU steps a test can afford (200 here; 700 measured, IoU 0.06/0.02)
-        # the rendered surface is not yet accurate enough for point queries. Known limitation.
+        # from it. After the CPU steps a test can afford (200 here; 700 measured: IoU 0.06/0.02) the
+        # field is still foggy: in a core-level replica of this test (same scene and settings) the
+        # cloud's median distance to the true surface was 5.4 cm, 19% of it within 2 cm. Answers
+        # are mostly the right object (precision 0.8-0.98 there) but the floaters around it, which
+        # the IoU counts as missed object points, keep the IoU at 0.05-0.1. Known limitation.
         pytest.xfail(f'RGB-only query IoU below 0.5 after {steps} CPU steps: {ious}')
     assert max(ious.values()) >= 0.5, ious
