@@ -83,7 +83,7 @@ def make_node(ros, scene):
         ex.add_node(node)
         client_node = rclpy.create_node('client', namespace=ns)
         ex.add_node(client_node)
-        client = N3FClient(client_node, timeout=10.0, spin=False)
+        client = N3FClient(client_node, timeout=30.0, spin=False)
         player = ScenePlayer(helper, seq, ns=ns, **(player_kw or {}))
         made.append((node, client_node))
         time.sleep(0.3)                                       # discovery
@@ -126,7 +126,7 @@ def _play_until(player, submitted, n, frames, period=0.05):
         time.sleep(period)
         if len(submitted) >= n:
             return
-    wait_for(lambda: len(submitted) >= n, 5.0, what=f'{n} frames submitted')
+    wait_for(lambda: len(submitted) >= n, 20.0, what=f'{n} frames submitted')
 
 
 def test_frames_and_periodic_outputs(make_node, scene, ros):
@@ -146,7 +146,7 @@ def test_frames_and_periodic_outputs(make_node, scene, ros):
                                                          frames[i].depth, 0), atol=6e-4)
         assert f.camera == frames[i].camera
     assert sum(f.depth is not None for f in submitted) >= len(submitted) - 1
-    wait_for(lambda: clouds and images and kfs and kfs[-1].poses, 10.0, what='periodic outputs')
+    wait_for(lambda: clouds and images and kfs and kfs[-1].poses, 30.0, what='periodic outputs')
     c = clouds[-1]
     assert c.header.frame_id == WORLD
     assert [(f.name, f.datatype) for f in c.fields] == [('x', 7), ('y', 7), ('z', 7), ('rgb', 7),
@@ -171,10 +171,10 @@ def test_queries_answer_with_the_query_stamp(make_node, scene, ros):
     seq, frames, gt = scene
     node, submitted, player, client, ns = make_node()
     edits = _sub(helper, PointCloud2, f'{ns}/edit/cloud', qos=client._subs[0].qos_profile)
-    empty = client.query_point([0.0, 0.0, 0.0], timeout=5.0)           # before any frame: empty
+    empty = client.query_point([0.0, 0.0, 0.0], timeout=20.0)           # before any frame: empty
     assert empty.empty and empty.pose is None and empty.mask is None
     _play_until(player, submitted, 2, frames)
-    wait_for(lambda: node.mapper.cloud() is not None, 10.0, what='a map')
+    wait_for(lambda: node.mapper.cloud() is not None, 30.0, what='a map')
     label = int(np.unique(gt.labels)[-1])
     point = _object_center(gt, label)
     ans = client.query_point(point, frame_id=WORLD)
@@ -188,9 +188,9 @@ def test_queries_answer_with_the_query_stamp(make_node, scene, ros):
     assert [m.type for m in ans.markers.markers] == [0, 1, 2, 9] and ans.text.startswith('object')
     rest = len(engine.cloud) - len(engine.xyz)
     wait_for(lambda: edits and encode.pointcloud2_to_array(edits[-1]).shape == (rest,),
-             5.0, what='edit/cloud (remove)')
+             20.0, what='edit/cloud (remove)')
     client.save_prototype('thing')
-    wait_for(lambda: 'thing' in node.mapper.prototypes, 5.0, what='prototype saved')
+    wait_for(lambda: 'thing' in node.mapper.prototypes, 20.0, what='prototype saved')
     named = client.query_name('thing')
     assert not named.empty and len(named) == len(node.mapper.last_result.xyz) and named.stamp_ns > ans.stamp_ns
     assert client.query_name('nothing-of-that-name').empty
@@ -238,7 +238,7 @@ def test_services(make_node, scene, ros, tmp_path):
         cli = helper.create_client(srv_type, f'{ns}/n3f/{name}')
         assert cli.wait_for_service(5.0), name
         fut = cli.call_async(srv_type.Request(**req))
-        wait_for(fut.done, 5.0, what=name)
+        wait_for(fut.done, 30.0, what=name)
         helper.destroy_client(cli)
         return fut.result()
 
@@ -342,14 +342,14 @@ def test_bad_input_counted_node_survives(make_node, scene, ros):
 
     def counted():
         return all(node.counters.get(f'rejected/{r}') >= n for r, n in expected.items())
-    wait_for(counted, 5.0, what=lambda: f'rejections {expected}; got '
+    wait_for(counted, 20.0, what=lambda: f'rejections {expected}; got '
              f'{ {r: node.counters.get(f"rejected/{r}") for r in expected} }')
     assert node.counters.get('rejected/internal_error') == 0
     # a valid stream afterwards still works
     n = len(submitted)
     player.t0 += 10.0
     player.play(range(N_FRAMES - 3, N_FRAMES), period=0.05, frames=frames)
-    wait_for(lambda: len(submitted) >= n + 2, 5.0, what='frames after bad input')
+    wait_for(lambda: len(submitted) >= n + 2, 20.0, what='frames after bad input')
     # and diagnostics report the counts by reason
     wait_for(lambda: diags and _diag_value(diags[-1], 'rejected/bad_focal') is not None, 3.0,
              what='diagnostics')
@@ -386,7 +386,7 @@ def test_interface_matches_the_documented_tables(make_node, ros):
     def ours(pairs):
         return {(t, tuple(types)) for t, types in pairs if t.startswith(ns + '/')}
     wait_for(lambda: len(ours(helper.get_publisher_names_and_types_by_node(name, ns))) >= len(interface.PUBLISHED),
-             5.0, what='node graph')
+             20.0, what='node graph')
     pubs = ours(helper.get_publisher_names_and_types_by_node(name, ns))
     subs = ours(helper.get_subscriber_names_and_types_by_node(name, ns))
     srvs = ours(helper.get_service_names_and_types_by_node(name, ns))
@@ -405,7 +405,7 @@ def test_client_spinning_itself_and_bad_queries(make_node, scene):
     own = rclpy.create_node('own_client', namespace=ns)
     try:
         client = N3FClient(own, timeout=10.0)                   # spin=True: spins ``own`` itself
-        wait_for(lambda: node.mapper.cloud() is not None, 10.0, what='a map')
+        wait_for(lambda: node.mapper.cloud() is not None, 30.0, what='a map')
         label = int(np.unique(gt.labels)[-1])
         ans = client.query_point(_object_center(gt, label))
         assert not ans.empty and len(ans) == len(node.mapper.last_result.xyz)
