@@ -9,7 +9,8 @@ Stages, per image size and device:
 * ``overhead``    — integrate minus teacher: the cost the engine adds to a bare teacher forward;
 * ``train_step``  — one optimisation step (``rays_per_step`` rays);
 * ``cloud``       — extraction of the feature cloud (surface points, field features, PCA, segments);
-* ``query_200k``  — ``query_by_point`` on a 200k-point cloud.
+* ``query_200k``  — ``query_by_point`` (the node's radius) on a 200k-point cloud: copies of the
+                    extracted cloud side by side, i.e. a larger scene at the same density.
 
 Memory: RSS (and CUDA memory) while streaming many frames through a bounded keyframe buffer.
 """
@@ -70,14 +71,19 @@ def bench_size(device: torch.device, width: int, height: int, reps: int, log=pri
     out['cloud'] = _timed(lambda: mapper.cloud(force=True), device, max(1, reps // 2))
     cloud = mapper.cloud()
     out['cloud_points'] = len(cloud)
-    # a 200k-point cloud: the real one tiled with sub-voxel jitter
-    rng = np.random.default_rng(0)
+    # a 200k-point cloud of realistic density: copies of the real one laid side by side (a larger
+    # scene), not stacked (stacked copies would give every voxel ~17 neighbours per point)
     rep = int(np.ceil(200_000 / max(len(cloud), 1)))
-    xyz = (np.tile(cloud.xyz, (rep, 1))[:200_000]
-           + rng.uniform(-0.004, 0.004, (min(200_000, rep * len(cloud)), 3))).astype(np.float32)
+    side = int(np.ceil(np.sqrt(rep)))
+    step = cloud.xyz.max(0) - cloud.xyz.min(0) + 0.1                  # metres between copies
+    offsets = np.array([[i * step[0], j * step[1], 0.0] for i in range(side) for j in range(side)][:rep],
+                       np.float32)
+    xyz = (cloud.xyz[None] + offsets[:, None]).reshape(-1, 3)[:200_000]
     feats = np.tile(cloud.features, (rep, 1))[:200_000]
     p = cloud.xyz[np.argmax(cloud.xyz[:, 2])]
-    out['query_200k'] = _timed(lambda: query_by_point(xyz, feats, p, radius=2.5 * cfg.voxel_size),
+    out['query_points'] = len(xyz)
+    out['query_200k'] = _timed(lambda: query_by_point(xyz, feats, p, radius=mapper.query_radius,
+                                                      seed_radius=0.75 * mapper.query_radius),
                                torch.device('cpu'), reps)
     log(f"  {out['device']} {out['size']}: teacher {1e3 * out['teacher']:.0f} ms, integrate "
         f"{1e3 * out['integrate']:.0f} ms, step {1e3 * out['train_step']:.0f} ms, cloud {1e3 * out['cloud']:.0f} ms "
