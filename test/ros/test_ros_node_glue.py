@@ -166,6 +166,14 @@ def _object_center(gt, label):
     return pts[np.argmin(np.linalg.norm(pts - pts.mean(0), axis=1))]
 
 
+def _click_on_map(node, gt, label):
+    """The point of the node's current cloud nearest ground-truth object ``label``'s centre (what a
+    user clicks in RViz: a point of the published cloud; after a few frames the object itself may
+    not be mapped yet)."""
+    xyz = wait_for(lambda: node.mapper.cloud(), 30.0, what='a map').xyz
+    return xyz[np.argmin(np.linalg.norm(xyz - _object_center(gt, label), axis=1))].astype(np.float64)
+
+
 def test_queries_answer_with_the_query_stamp(make_node, scene, ros):
     _, helper = ros
     seq, frames, gt = scene
@@ -174,9 +182,8 @@ def test_queries_answer_with_the_query_stamp(make_node, scene, ros):
     empty = client.query_point([0.0, 0.0, 0.0], timeout=20.0)           # before any frame: empty
     assert empty.empty and empty.pose is None and empty.mask is None
     _play_until(player, submitted, 2, frames)
-    wait_for(lambda: node.mapper.cloud() is not None, 30.0, what='a map')
     label = int(np.unique(gt.labels)[-1])
-    point = _object_center(gt, label)
+    point = _click_on_map(node, gt, label)
     ans = client.query_point(point, frame_id=WORLD)
     engine = node.mapper.last_result                 # what the engine answered to that query
     assert not ans.empty and ans.frame_id == WORLD and len(ans) == len(engine.xyz)
@@ -405,9 +412,8 @@ def test_client_spinning_itself_and_bad_queries(make_node, scene):
     own = rclpy.create_node('own_client', namespace=ns)
     try:
         client = N3FClient(own, timeout=10.0)                   # spin=True: spins ``own`` itself
-        wait_for(lambda: node.mapper.cloud() is not None, 30.0, what='a map')
         label = int(np.unique(gt.labels)[-1])
-        ans = client.query_point(_object_center(gt, label))
+        ans = client.query_point(_click_on_map(node, gt, label))
         assert not ans.empty and len(ans) == len(node.mapper.last_result.xyz)
         assert client.query_point([float('nan'), 0.0, 0.0]).empty
         assert node.counters.get('rejected/non_finite') == 1
