@@ -9,13 +9,7 @@ from n3f_ros.core.field.hashgrid import HashGrid, _WeightedGather, make_hash_gri
 PRIMES = (1, 2654435761, 805459861)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('torch_single_thread_seeded')
 
 
 def small_grid(**kw):

@@ -15,13 +15,7 @@ RED = (1.0, 0.0, 0.0)
 WALL = 0.5      # world z of the slab's front face
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('torch_single_thread_seeded')
 
 
 class SlabField(nn.Module):

@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'ros'))
-from ros_test_utils import (NodeProcess, diag_counts, diag_value, isolated_objects, object_iou, spinning_node,  # noqa: E402
-                            wait_for)
+from ros_test_utils import (diag_counts, diag_value, isolated_objects, object_iou, running_node,  # noqa: E402
+                            spinning_node, wait_for)
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 3
@@ -82,14 +82,9 @@ def gt():
 
 @pytest.fixture(scope='module')
 def node(workdir):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv('OMP_NUM_THREADS', '1')                     # inherited by the node process
-        proc = NodeProcess(dict(NODE_PARAMS, map_path=str(workdir / 'map.pt')), NS, workdir / 'node.log')
-    try:
+    with running_node(dict(NODE_PARAMS, map_path=str(workdir / 'map.pt')), NS, workdir,
+                      env={'OMP_NUM_THREADS': '1'}) as proc:
         yield proc
-    finally:
-        rc = proc.stop()
-        print(f'--- node exit code {rc}; log tail ---\n{proc.tail()}')
 
 
 @pytest.fixture(scope='module')

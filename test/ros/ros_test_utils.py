@@ -135,11 +135,11 @@ def node_command(params: dict, ns: str) -> list:
 class NodeProcess:
     """The n3f node in its own process (inherits ROS_DOMAIN_ID etc.), output to ``log``."""
 
-    def __init__(self, params: dict, ns: str, log):
+    def __init__(self, params: dict, ns: str, log, env: dict | None = None):
         import os
         import subprocess
         self.log = log
-        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0')
+        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0', **(env or {}))
         with open(log, 'w') as out:
             self.proc = subprocess.Popen(node_command(params, ns), stdout=out, stderr=subprocess.STDOUT,
                                          env=env)
@@ -165,6 +165,18 @@ class NodeProcess:
 
     def tail(self, n: int = 40) -> str:
         return '\n'.join(self.log.read_text().splitlines()[-n:])
+
+
+@contextlib.contextmanager
+def running_node(params: dict, ns: str, workdir, env: dict | None = None):
+    """A :class:`NodeProcess` (log in ``workdir``/node.log) for the block; stopped afterwards, its
+    exit code and log tail printed (pytest shows them with a failure)."""
+    proc = NodeProcess(params, ns, workdir / 'node.log', env)
+    try:
+        yield proc
+    finally:
+        rc = proc.stop()
+        print(f'--- node exit code {rc}; log tail ---\n{proc.tail()}')
 
 
 def diag_value(diags, key):

@@ -12,8 +12,9 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from ros_test_utils import (CAM_FRAME, WORLD, NodeProcess, ScenePlayer, call_service, camera_info_msg, diag_counts,
-                            diag_value, isolated_objects, object_iou, spinning_node, surface_point, wait_for)
+from ros_test_utils import (CAM_FRAME, WORLD, ScenePlayer, call_service, camera_info_msg, diag_counts,
+                            diag_value, isolated_objects, object_iou, running_node, spinning_node,
+                            surface_point, wait_for)
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import SetBool, Trigger
 
@@ -44,12 +45,8 @@ def scene():
 @pytest.fixture(scope='module')
 def node(tmp_path_factory):
     d = tmp_path_factory.mktemp('n3f')
-    proc = NodeProcess(dict(NODE_PARAMS, map_path=str(d / 'map.pt')), NS, d / 'node.log')
-    try:
+    with running_node(dict(NODE_PARAMS, map_path=str(d / 'map.pt')), NS, d) as proc:
         yield proc
-    finally:
-        rc = proc.stop()
-        print(f'--- node exit code {rc}; log tail ---\n{proc.tail()}')
 
 
 @pytest.fixture(scope='module')

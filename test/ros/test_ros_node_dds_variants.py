@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 import pytest
-from scipy.spatial import cKDTree
 from diagnostic_msgs.msg import DiagnosticArray
-from ros_test_utils import (WORLD, NodeProcess, ScenePlayer, diag_counts, diag_value, isolated_objects, object_iou,
-                            spinning_node, surface_point, wait_for)
+from ros_test_utils import (WORLD, ScenePlayer, diag_counts, diag_value, isolated_objects, object_iou,
+                            running_node, spinning_node, surface_point, wait_for)
+from scipy.spatial import cKDTree
 from sensor_msgs.msg import PointCloud2
 from test_ros_node_dds import N_FRAMES, NODE_PARAMS, SEED, SIZE, TRAIN_STEPS
 
@@ -38,16 +38,11 @@ def setup(request, tmp_path_factory):
     else:
         params = dict(NODE_PARAMS, pose_source='odom', world_frame=WORLD,
                       camera_extrinsic='[' + ', '.join(str(v) for v in EXTRINSIC) + ']')
-    node = NodeProcess(params, NS, d / 'node.log')
-    try:
-        with spinning_node('n3f_dds_variants_test') as helper:
-            diags, clouds, edits = [], [], []
-            helper.create_subscription(DiagnosticArray, f'{NS}/diagnostics', diags.append, 10)
-            helper.create_subscription(PointCloud2, f'{NS}/edit/cloud', edits.append, RESULT_QOS)
-            yield request.param, node, helper, seq, frames, gt, diags, clouds, edits
-    finally:
-        rc = node.stop()
-        print(f'--- node exit code {rc}; log tail ---\n{node.tail()}')
+    with running_node(params, NS, d) as node, spinning_node('n3f_dds_variants_test') as helper:
+        diags, clouds, edits = [], [], []
+        helper.create_subscription(DiagnosticArray, f'{NS}/diagnostics', diags.append, 10)
+        helper.create_subscription(PointCloud2, f'{NS}/edit/cloud', edits.append, RESULT_QOS)
+        yield request.param, node, helper, seq, frames, gt, diags, clouds, edits
 
 
 def test_input_variant_maps_and_answers(setup):

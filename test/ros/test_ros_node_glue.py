@@ -15,13 +15,13 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from scipy.spatial import cKDTree
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from ros_test_utils import CAM_FRAME, WORLD, ScenePlayer, camera_info_msg, wait_for
+from scipy.spatial import cKDTree
 from sensor_msgs.msg import Image, PointCloud2
 from std_srvs.srv import SetBool, Trigger
 
