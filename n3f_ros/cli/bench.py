@@ -1,4 +1,4 @@
-"""``n3f bench quality|speed``: the SPEC §5 benchmarks (see n3f_ros/bench/)."""
+"""``n3f bench quality|speed|all``: the SPEC §5 benchmarks (see n3f_ros/bench/)."""
 from __future__ import annotations
 
 import os
@@ -27,28 +27,78 @@ def add_parser(sub) -> None:
     s.add_argument('--out', default='bench_results', help='folder for the plot')
     s.set_defaults(func=_speed)
 
+    a = bsub.add_parser('all', help='quality (RGB-D and RGB-only) and speed, JSON + plots + report.md in --out')
+    a.add_argument('--quick', action='store_true', help='quick quality runs and fewer speed repetitions')
+    a.add_argument('--seed', type=int, default=0)
+    a.add_argument('--steps', type=int, help='quality training steps (default 1500, quick 400)')
+    a.add_argument('--frames', type=int, help='quality frames (half train, half held out)')
+    a.add_argument('--sizes', default='320x240,640x480', help='speed benchmark image sizes')
+    a.add_argument('--out', default='bench_results', help='folder for JSON, plots and report.md')
+    a.set_defaults(func=_all)
 
-def _quality(args) -> int:
-    from n3f_ros.bench.quality import QualitySettings, format_table, run_quality, save_plot, write_json
-    kw = {k: v for k, v in (('steps', args.steps), ('frames', args.frames)) if v is not None}
-    s = (QualitySettings.quick if args.quick else QualitySettings)(mode=args.mode, seed=args.seed, **kw)
+
+def _quality_settings(mode: str, seed: int, quick: bool, out: str, steps=None, frames=None):
+    from n3f_ros.bench.quality import QualitySettings
+    kw = {k: v for k, v in (('steps', steps), ('frames', frames)) if v is not None}
+    s = (QualitySettings.quick if quick else QualitySettings)(mode=mode, seed=seed, **kw)
     if s.steps < 1 or s.frames < 4:
         raise SystemExit('need --steps >= 1 and --frames >= 4')
     s.eval_every = min(s.eval_every, s.steps)
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
+    s.views_png = os.path.join(out, f'features_{mode}_seed{seed}.png')
+    return s
+
+
+def _quality(args) -> int:
+    from n3f_ros.bench.quality import format_table, run_quality, save_plot, write_json
+    s = _quality_settings(args.mode, args.seed, args.quick, args.out, args.steps, args.frames)
     s.map_out = args.save_map or ''
-    s.views_png = os.path.join(args.out, f'features_{args.mode}_seed{args.seed}.png')
     r = run_quality(s)
     png = os.path.join(args.out, f'quality_{args.mode}_seed{args.seed}.png')
     return _report(r, format_table, save_plot, write_json, png, args.json)
 
 
+def _all(args) -> int:
+    """Both quality modes and the speed benchmark into ``--out``, then ``report.md`` from their JSON."""
+    import platform
+
+    import torch
+
+    from n3f_ros.bench import quality, speed
+    from n3f_ros.bench.report import write_report
+    quality_runs = []
+    for mode in ('rgbd', 'rgb'):
+        r = quality.run_quality(_quality_settings(mode, args.seed, args.quick, args.out, args.steps, args.frames))
+        name = f'quality_{mode}_seed{args.seed}'
+        _report(r, quality.format_table, quality.save_plot, quality.write_json,
+                os.path.join(args.out, f'{name}.png'), os.path.join(args.out, f'{name}.json'))
+        quality_runs.append(dict(r.to_json(), plot=f'{name}.png'))
+    sp = speed.run_speed(sizes=_sizes(args.sizes), quick=args.quick)
+    _report(sp, speed.format_table, speed.save_plot, speed.write_json, os.path.join(args.out, 'speed.png'),
+            os.path.join(args.out, 'speed.json'))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
+    machine = (f'Machine: {platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} CPUs, '
+               f'{gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads'
+               f"{'; --quick' if args.quick else ''}.")
+    path = write_report(os.path.join(args.out, 'report.md'), quality_runs, dict(sp, plot='speed.png'),
+                        machine=machine)
+    print(f'report: {path}')
+    return 0
+
+
 def _speed(args) -> int:
     from n3f_ros.bench.speed import format_table, run_speed, save_plot, write_json
-    sizes = [tuple(int(v) for v in s.lower().split('x')) for s in args.sizes.split(',')]
-    r = run_speed(devices=args.device, sizes=sizes, quick=args.quick)
+    r = run_speed(devices=args.device, sizes=_sizes(args.sizes), quick=args.quick)
     os.makedirs(args.out, exist_ok=True)
     return _report(r, format_table, save_plot, write_json, os.path.join(args.out, 'speed.png'), args.json)
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    """'320x240,640x480' -> [(320, 240), (640, 480)]."""
+    try:
+        return [tuple(int(v) for v in s.lower().split('x', 1)) for s in text.split(',')]
+    except ValueError:
+        raise SystemExit(f'--sizes: expected WxH[,WxH...], got {text!r}') from None
 
 
 def _report(result, format_table, save_plot, write_json, png: str, json_path: str | None) -> int:
