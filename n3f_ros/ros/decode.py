@@ -171,7 +171,7 @@ def decode_compressed_image(msg) -> np.ndarray:
                 raise MessageError('unknown_encoding',
                                    f'compressed image is {im.format}, only jpeg/png are supported')
             _check_size(im.width, im.height, 'compressed image')   # before decompressing pixels
-            rgb = np.asarray(im.convert('RGB'), dtype=np.uint8)
+            rgb = np.array(im.convert('RGB'), dtype=np.uint8)      # a writable copy (asarray is read-only)
     except MessageError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, PILImage.DecompressionBombError) as exc:

@@ -93,6 +93,16 @@ def test_dino_features_depend_on_content_and_are_deterministic(s16):
     assert not torch.allclose(a, s16(make_frame(64, 48, seed=1)))
 
 
+def test_dino_takes_read_only_images_without_warning(s16):
+    import warnings
+    rgb = make_frame(64, 48).rgb.copy()
+    expected = s16.features(rgb)
+    rgb.flags.writeable = False                   # e.g. decoded by PIL, or a bag's buffer
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert torch.equal(s16.features(rgb), expected)
+
+
 # --------------------------------------------------------------------------------------------
 # Weights: checkpoints, cache, errors
 # --------------------------------------------------------------------------------------------

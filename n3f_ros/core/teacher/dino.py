@@ -162,7 +162,7 @@ class DinoTeacher(Teacher):
         H, W = rgb.shape[:2]
         w_in, h_in = self.input_size(W, H)
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+            x = torch.from_numpy(np.require(rgb, requirements=['C', 'W'])).to(self.device)   # copies read-only input
             x = x.permute(2, 0, 1)[None].float().div_(255.0)
             if (h_in, w_in) != (H, W):
                 x = F.interpolate(x, size=(h_in, w_in), mode='bilinear', align_corners=False,
