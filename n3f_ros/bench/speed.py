@@ -7,6 +7,10 @@ Stages, per image size and device:
 * ``integrate``   — ``Mapper.integrate`` of a new keyframe: teacher + PCA projection + keyframe
                     insertion (what the node's worker does per frame);
 * ``overhead``    — integrate minus teacher: the cost the engine adds to a bare teacher forward;
+* ``glue``        — the node's input path for one frame without DDS: decode Image (rgb8), depth
+                    (16UC1) and PoseStamped, pair them (``ros.sync.FrameAssembler``) into a Frame;
+                    nan when the ROS message packages are not importable. Node overhead over a bare
+                    teacher forward = ``glue`` + ``overhead``;
 * ``train_step``  — one optimisation step (``rays_per_step`` rays);
 * ``cloud``       — extraction of the feature cloud (surface points, field features, PCA, segments);
 * ``query_200k``  — ``query_by_point`` (the node's radius) on a 200k-point cloud: copies of the
@@ -52,6 +56,34 @@ def _timed(fn, device, reps: int) -> float:
     return float(np.median(ts))
 
 
+def bench_glue(frame, reps: int) -> float:
+    """Median seconds of the node's per-frame input path (see module doc), or nan without ROS."""
+    try:
+        from n3f_ros.ros import decode, encode
+        from n3f_ros.ros.sync import FrameAssembler
+    except ImportError:
+        return float('nan')
+    img = encode.image_msg(frame.rgb, encode.make_header(0.0, 'camera'), encoding='rgb8')
+    dep = encode.depth_msg(frame.depth, img.header, '16UC1')
+    pose = encode.pose_stamped_msg(frame.T_world_cam, encode.make_header(0.0, 'map'))
+    sync = FrameAssembler()
+    sync.set_camera(frame.camera)
+    clock = {'t': 100.0}
+
+    def one_frame():
+        clock['t'] += 0.1
+        for m in (img, dep, pose):                  # new stamps, same payload (as a stream would)
+            m.header.stamp = encode.to_time_msg(clock['t'])
+        t = decode.header_sec(img)
+        sync.add_pose(decode.header_sec(pose), decode.decode_pose(pose))
+        sync.add_depth(decode.header_sec(dep), decode.decode_depth(dep), clock['t'])
+        sync.add_image(t, decode.decode_image(img), img.header.frame_id, clock['t'])
+        frames, errors = sync.poll(clock['t'])
+        if len(frames) != 1 or errors:
+            raise RuntimeError(f'glue benchmark: expected one assembled frame, got {len(frames)} ({errors})')
+    return _timed(one_frame, torch.device('cpu'), reps)
+
+
 def bench_size(device: torch.device, width: int, height: int, reps: int, log=print) -> dict:
     seq = make_sequence(1, 12, width, height)
     frames = [seq[i] for i in range(len(seq))]
@@ -66,6 +98,7 @@ def bench_size(device: torch.device, width: int, height: int, reps: int, log=pri
     it = iter(frames[3:] * 10)
     out['integrate'] = _timed(lambda: mapper.integrate(next(it)), device, reps)
     out['overhead'] = max(out['integrate'] - out['teacher'], 0.0)
+    out['glue'] = bench_glue(frames[0], reps)
     out['train_step'] = _timed(lambda: mapper.train(1), device, reps)
     out['rays_per_step'] = cfg.rays_per_step
     out['cloud'] = _timed(lambda: mapper.cloud(force=True), device, max(1, reps // 2))
@@ -86,7 +119,8 @@ def bench_size(device: torch.device, width: int, height: int, reps: int, log=pri
                                                       seed_radius=0.75 * mapper.query_radius),
                                torch.device('cpu'), reps)
     log(f"  {out['device']} {out['size']}: teacher {1e3 * out['teacher']:.0f} ms, integrate "
-        f"{1e3 * out['integrate']:.0f} ms, step {1e3 * out['train_step']:.0f} ms, cloud {1e3 * out['cloud']:.0f} ms "
+        f"{1e3 * out['integrate']:.0f} ms, node input glue {1e3 * out['glue']:.1f} ms, "
+        f"step {1e3 * out['train_step']:.0f} ms, cloud {1e3 * out['cloud']:.0f} ms "
         f"({len(cloud)} pts), query 200k {1e3 * out['query_200k']:.0f} ms")
     return out
 
@@ -123,7 +157,7 @@ def run_speed(devices=None, sizes=((320, 240), (640, 480)), quick: bool = False,
     return res
 
 
-STAGES = ('teacher', 'integrate', 'overhead', 'train_step', 'cloud', 'query_200k')
+STAGES = ('teacher', 'integrate', 'overhead', 'glue', 'train_step', 'cloud', 'query_200k')
 
 
 def format_table(r: dict) -> str:
@@ -145,8 +179,8 @@ def save_plot(r: dict, path: str) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     labels = [f"{s['device']}\n{s['size']}" for s in r['stages']]
     bottom = np.zeros(len(labels))
-    for k in ('teacher', 'overhead', 'train_step', 'cloud', 'query_200k'):
-        v = np.array([1e3 * s[k] for s in r['stages']])
+    for k in ('teacher', 'overhead', 'glue', 'train_step', 'cloud', 'query_200k'):
+        v = np.nan_to_num(np.array([1e3 * s[k] for s in r['stages']]))
         ax[0].bar(labels, v, bottom=bottom, label=k)
         bottom += v
     ax[0].set_ylabel('ms per call')
