@@ -179,7 +179,7 @@ def save_plot(r: dict, path: str) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     labels = [f"{s['device']}\n{s['size']}" for s in r['stages']]
     bottom = np.zeros(len(labels))
-    for k in ('teacher', 'overhead', 'glue', 'train_step', 'cloud', 'query_200k'):
+    for k in (k for k in STAGES if k != 'integrate'):       # integrate = teacher + overhead: not stacked twice
         v = np.nan_to_num(np.array([1e3 * s[k] for s in r['stages']]))
         ax[0].bar(labels, v, bottom=bottom, label=k)
         bottom += v

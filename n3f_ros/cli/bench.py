@@ -49,13 +49,23 @@ def _quality_settings(mode: str, seed: int, quick: bool, out: str, steps=None, f
     return s
 
 
-def _quality(args) -> int:
+def _run_quality(args, mode: str, json_path: str | None, map_out: str = ''):
+    """One quality run into ``args.out`` (plot ``quality_<mode>_seed<N>.png``); returns the result."""
     from n3f_ros.bench.quality import format_table, run_quality, save_plot, write_json
-    s = _quality_settings(args.mode, args.seed, args.quick, args.out, args.steps, args.frames)
-    s.map_out = args.save_map or ''
+    s = _quality_settings(mode, args.seed, args.quick, args.out, args.steps, args.frames)
+    s.map_out = map_out
     r = run_quality(s)
-    png = os.path.join(args.out, f'quality_{args.mode}_seed{args.seed}.png')
-    return _report(r, format_table, save_plot, write_json, png, args.json)
+    _report(r, format_table, save_plot, write_json, os.path.join(args.out, _quality_png(mode, args.seed)), json_path)
+    return r
+
+
+def _quality_png(mode: str, seed: int) -> str:
+    return f'quality_{mode}_seed{seed}.png'
+
+
+def _quality(args) -> int:
+    _run_quality(args, args.mode, args.json, args.save_map or '')
+    return 0
 
 
 def _all(args) -> int:
@@ -64,15 +74,13 @@ def _all(args) -> int:
 
     import torch
 
-    from n3f_ros.bench import quality, speed
+    from n3f_ros.bench import speed
     from n3f_ros.bench.report import write_report
     quality_runs = []
     for mode in ('rgbd', 'rgb'):
-        r = quality.run_quality(_quality_settings(mode, args.seed, args.quick, args.out, args.steps, args.frames))
-        name = f'quality_{mode}_seed{args.seed}'
-        _report(r, quality.format_table, quality.save_plot, quality.write_json,
-                os.path.join(args.out, f'{name}.png'), os.path.join(args.out, f'{name}.json'))
-        quality_runs.append(dict(r.to_json(), plot=f'{name}.png'))
+        png = _quality_png(mode, args.seed)
+        r = _run_quality(args, mode, os.path.join(args.out, png.replace('.png', '.json')))
+        quality_runs.append(dict(r.to_json(), plot=png))
     sp = speed.run_speed(sizes=_sizes(args.sizes), quick=args.quick)
     _report(sp, speed.format_table, speed.save_plot, speed.write_json, os.path.join(args.out, 'speed.png'),
             os.path.join(args.out, 'speed.json'))
