@@ -23,9 +23,11 @@ from n3f_ros.core.cloud import (FeatureCloud, FeaturePCA, QueryResult, edit_clou
 from n3f_ros.core.field.model import FeatureField, FieldConfig
 from n3f_ros.core.field.render import RenderSettings, render_image
 from n3f_ros.core.frame import Frame
+from n3f_ros.core.keyframe_depth import KeyframeStereo
 from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
 from n3f_ros.core.persistence import load_map_file, save_map_file
 from n3f_ros.core.scene_bounds import bounds_from_depth, bounds_from_views
+from n3f_ros.core.stereo import StereoConfig
 from n3f_ros.core.teacher import FeatureProjector, make_teacher
 from n3f_ros.core.trainer import Trainer, TrainerConfig
 
@@ -43,6 +45,7 @@ class MapperConfig:
     feature_dim: int = 64
     device: str = 'auto'
     use_depth: bool = True
+    stereo_depth: bool = True              # RGB-only: triangulate keyframe depth by multi-view stereo
     min_depth: float = 0.1                 # metres
     max_depth: float = 5.0                 # metres
     keyframe_translation: float = 0.05     # metres
@@ -63,11 +66,12 @@ class MapperConfig:
     seed: int = 0
     field_config: FieldConfig = field(default_factory=FieldConfig)
     render_config: RenderSettings = field(default_factory=RenderSettings)
+    stereo_config: StereoConfig = field(default_factory=StereoConfig)
 
     @classmethod
     def from_dict(cls, d: dict) -> 'MapperConfig':
         """Build from a flat dict (e.g. ROS parameters); unknown keys are ignored."""
-        names = {f.name for f in fields(cls)} - {'field_config', 'render_config'}
+        names = {f.name for f in fields(cls)} - {'field_config', 'render_config', 'stereo_config'}
         kw = {k: v for k, v in d.items() if k in names}
         if 'scene_bounds' in kw:
             kw['scene_bounds'] = tuple(float(v) for v in kw['scene_bounds'])
@@ -118,6 +122,8 @@ class Mapper:
         self.projector = FeatureProjector(out_dim=cfg.feature_dim, fit_frames=1)
         self.field: FeatureField | None = None
         self.trainer: Trainer | None = None
+        self.stereo = KeyframeStereo(cfg.stereo_config, cfg.min_depth, cfg.max_depth)
+        self._measured_depth = False           # some keyframe came with a depth image
         self.pca = FeaturePCA()
         self._pca_steps = -1
         self._cloud: FeatureCloud | None = None
@@ -195,13 +201,36 @@ class Mapper:
         self._time('teacher', time.perf_counter() - t0)
         with self._lock:
             t0 = time.perf_counter()
-            self.keyframes.add(frame, feats)
+            slot = self.keyframes.add(frame, feats)
             self._version += 1
             self._counters['keyframes_added'] += 1
+            self._measured_depth |= frame.depth is not None
+            job = self._plan_stereo(slot) if frame.depth is None and self.config.stereo_depth else None
+            self._time('keyframe', time.perf_counter() - t0)
+        if job is not None:
+            # the sweep runs outside the lock: queries and clouds are served meanwhile
+            t0 = time.perf_counter()
+            self.stereo.run(job)
+            with self._lock:
+                self._counters['stereo_keyframes'] += self.stereo.apply(self.keyframes, job)
+            self._time('stereo', time.perf_counter() - t0)
+        with self._lock:
             if self.field is None:
                 self._maybe_create_field()
-            self._time('keyframe', time.perf_counter() - t0)
         return True
+
+    def _plan_stereo(self, slot: int):
+        """Stereo work for the RGB-only keyframe in ``slot``: depth range from the field's bounds,
+        or before the field exists from the looked-at box of the keyframes so far."""
+        if self.field is not None:
+            bounds = self.field.bounds.cpu().numpy()
+        else:
+            b = np.asarray(self.config.scene_bounds, dtype=np.float64).reshape(2, 3)
+            try:
+                bounds = b if np.any(b != 0) else bounds_from_views(self.keyframes.poses)
+            except ValueError:
+                return None
+        return self.stereo.plan(self.keyframes, slot, bounds)
 
     def _maybe_create_field(self) -> None:
         cfg = self.config
@@ -210,14 +239,15 @@ class Mapper:
             bounds = b
         elif len(self.keyframes) < cfg.bounds_keyframes:
             return
-        elif self.keyframes.has_depth and cfg.use_depth:
+        elif self._measured_depth:
             pts, _ = self.keyframes.depth_points(stride=2)
             bounds = bounds_from_depth(pts)
         else:
             bounds = bounds_from_views(self.keyframes.poses)
         fcfg = FieldConfig(**{**asdict(cfg.field_config), 'feature_dim': int(self.keyframes.feat.shape[-1])})
         self.field = FeatureField(bounds, fcfg, device=self.device)
-        self.trainer = self._make_trainer(cfg.use_depth and self.keyframes.has_depth)
+        # stored depth (measured, or triangulated for RGB-only keyframes) supervises the field
+        self.trainer = self._make_trainer(self._measured_depth or cfg.stereo_depth)
         log.info('field created with bounds %s', np.round(bounds, 3).tolist())
 
     def _make_trainer(self, use_depth: bool) -> Trainer:

@@ -61,6 +61,8 @@ PARAMETERS: tuple[Param, ...] = (
           'sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`', choices=('raw', 'compressed')),
     Param('use_depth', True, _B, 'use the `depth` topic whenever it publishes (RGB-only otherwise)',
           read_only=False),
+    Param('stereo_depth', True, _B, 'without depth images, triangulate keyframe depth by multi-view '
+          'stereo between posed keyframes (false: geometry from colour alone, slow to converge)'),
     Param('min_depth', 0.1, _D, 'depth below this is treated as invalid', 'm', (0.0, 10.0),
           read_only=False),
     Param('max_depth', 5.0, _D, 'depth above this is treated as invalid', 'm', (0.1, 100.0),

@@ -174,9 +174,9 @@ def test_save_reset_load_restores_queries(seq, trained, tmp_path):
     assert m.cloud() is None and len(m.keyframes) == 0
 
 
-def test_rgb_only_mode_trains_geometry_from_colour(seq):
+def test_rgb_only_without_stereo_trains_geometry_from_colour(seq):
     lo, hi = seq.scene.bounds
-    m = Mapper(_config(use_depth=False, scene_bounds=tuple(np.concatenate([lo - 0.05, hi + 0.05]))),
+    m = Mapper(_config(use_depth=False, stereo_depth=False, scene_bounds=tuple(np.concatenate([lo - 0.05, hi + 0.05]))),
                teacher=make_teacher())
     for f in seq:
         m.integrate(f)
