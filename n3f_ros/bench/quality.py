@@ -32,9 +32,12 @@ from n3f_ros.core.synth import make_sequence
 from n3f_ros.core.teacher import SyntheticTeacher
 
 
+MODES = ('rgbd', 'rgb', 'rgb_colour')
+
+
 @dataclass
 class QualitySettings:
-    mode: str = 'rgbd'               # 'rgbd' or 'rgb'
+    mode: str = 'rgbd'               # one of MODES: rgb = stereo keyframe depth, rgb_colour = colour alone
     seed: int = 0
     frames: int = 48                 # total frames (even: training, odd: held out)
     width: int = 320                 # rendered frames (what the teacher sees)
@@ -161,8 +164,8 @@ def _resize_nearest(img, w, h):
 # ---------------------------------------------------------------------------------------------
 
 def run_quality(s: QualitySettings, log=print) -> QualityResult:
-    if s.mode not in ('rgbd', 'rgb'):
-        raise ValueError(f"mode must be 'rgbd' or 'rgb', got {s.mode!r}")
+    if s.mode not in MODES:
+        raise ValueError(f'mode must be one of {MODES}, got {s.mode!r}')
     t_start = time.perf_counter()
     seq = make_sequence(s.seed, s.frames, s.width, s.height)
     frames = [seq[i] for i in range(len(seq))]
@@ -190,10 +193,11 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
     teacher_map = retrieval_map(held_teacher, held_inst, object_ids)
     log(f'teacher: 3D mIoU {teacher_miou:.3f}  2D mAP {teacher_map:.3f}  ({len(points)} eval points)')
 
-    cfg = MapperConfig(teacher_model='synthetic', use_depth=(s.mode == 'rgbd'), keyframe_translation=0.0,
+    cfg = MapperConfig(teacher_model='synthetic', use_depth=(s.mode == 'rgbd'), stereo_depth=(s.mode == 'rgb'),
+                       keyframe_translation=0.0,
                        keyframe_rotation=0.0, max_keyframes=len(train), keyframe_width=s.keyframe_width,
                        rays_per_step=s.rays_per_step, seed=s.seed, bounds_keyframes=len(train))
-    if s.mode == 'rgb':   # no depth: bounds from the ground-truth scene box, as a user would set them
+    if s.mode != 'rgbd':   # no depth: bounds from the ground-truth scene box, as a user would set them
         lo, hi = seq.scene.bounds
         cfg.scene_bounds = tuple(np.concatenate([lo - 0.05, hi + 0.05]).tolist())
     mapper = Mapper(cfg, teacher=teacher)

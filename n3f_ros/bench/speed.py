@@ -11,6 +11,9 @@ Stages, per image size and device:
                     (16UC1) and PoseStamped, pair them (``ros.sync.FrameAssembler``) into a Frame;
                     nan when the ROS message packages are not importable. Node overhead over a bare
                     teacher forward = ``glue`` + ``overhead``;
+* ``stereo``      — RGB-only only: multi-view stereo for one new keyframe (``KeyframeStereo``: the
+                    new keyframe and up to 2 older ones re-triangulated, then consistency-filtered)
+                    at the keyframe width (160 px: the same at both image sizes);
 * ``train_step``  — one optimisation step (``rays_per_step`` rays);
 * ``cloud``       — extraction of the feature cloud (surface points, field features, PCA, segments);
 * ``query_200k``  — ``query_by_point`` (the node's radius) on a 200k-point cloud: copies of the
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 
 from n3f_ros.core.cloud import query_by_point
+from n3f_ros.core.keyframe_depth import KeyframeStereo
 from n3f_ros.core.mapper import Mapper, MapperConfig
 from n3f_ros.core.synth import make_sequence
 from n3f_ros.core.teacher import DinoTeacher
@@ -99,6 +103,11 @@ def bench_size(device: torch.device, width: int, height: int, reps: int, log=pri
     out['integrate'] = _timed(lambda: mapper.integrate(next(it)), device, reps)
     out['overhead'] = max(out['integrate'] - out['teacher'], 0.0)
     out['glue'] = bench_glue(frames[0], reps)
+    ks = KeyframeStereo(cfg.stereo_config, cfg.min_depth, cfg.max_depth)
+    newest = int(np.argmax(mapper.keyframes.order))
+    bounds = mapper.field.bounds.cpu().numpy()
+    job = ks.plan(mapper.keyframes, newest, bounds)
+    out['stereo'] = _timed(lambda: ks.run(job), device, reps) if job is not None else float('nan')
     out['train_step'] = _timed(lambda: mapper.train(1), device, reps)
     out['rays_per_step'] = cfg.rays_per_step
     out['cloud'] = _timed(lambda: mapper.cloud(force=True), device, max(1, reps // 2))
@@ -120,6 +129,7 @@ def bench_size(device: torch.device, width: int, height: int, reps: int, log=pri
                                torch.device('cpu'), reps)
     log(f"  {out['device']} {out['size']}: teacher {1e3 * out['teacher']:.0f} ms, integrate "
         f"{1e3 * out['integrate']:.0f} ms, node input glue {1e3 * out['glue']:.1f} ms, "
+        f"RGB-only stereo {1e3 * out['stereo']:.0f} ms, "
         f"step {1e3 * out['train_step']:.0f} ms, cloud {1e3 * out['cloud']:.0f} ms "
         f"({len(cloud)} pts), query 200k {1e3 * out['query_200k']:.0f} ms")
     return out
@@ -157,7 +167,7 @@ def run_speed(devices=None, sizes=((320, 240), (640, 480)), quick: bool = False,
     return res
 
 
-STAGES = ('teacher', 'integrate', 'overhead', 'glue', 'train_step', 'cloud', 'query_200k')
+STAGES = ('teacher', 'integrate', 'overhead', 'glue', 'stereo', 'train_step', 'cloud', 'query_200k')
 
 
 def format_table(r: dict) -> str:

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import os
 
+MODES = ('rgbd', 'rgb', 'rgb_colour')     # n3f_ros.bench.quality.MODES (not imported: keeps --help fast)
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser('bench', help='quality and speed benchmarks (SPEC §5)')
     bsub = p.add_subparsers(dest='bench', required=True)
 
     q = bsub.add_parser('quality', help='student field vs teacher: 3D segmentation mIoU, 2D retrieval mAP')
-    q.add_argument('--mode', choices=('rgbd', 'rgb'), default='rgbd')
+    q.add_argument('--mode', choices=MODES, default='rgbd',
+                   help="rgbd; rgb: no depth, keyframe depth by stereo; rgb_colour: no depth, no stereo")
     q.add_argument('--seed', type=int, default=0)
     q.add_argument('--quick', action='store_true', help='small run (under 3 minutes on 2 CPU cores)')
     q.add_argument('--steps', type=int, help='training steps (default 1500, quick 400)')

@@ -45,3 +45,13 @@ def test_bench_all_writes_results_and_a_report(tmp_path):
     sp = json.loads((out / 'speed.json').read_text())
     assert [s['size'] for s in sp['stages']] == ['64x48']
     assert '| cpu | 64x48 |' in report and 'query_200k [ms]' in report and '--quick' in report
+
+
+def test_quality_modes_match_the_cli_and_reject_unknown_ones():
+    import pytest
+
+    from n3f_ros.bench.quality import MODES
+    from n3f_ros.cli import bench
+    assert bench.MODES == MODES
+    with pytest.raises(ValueError, match='mode'):
+        run_quality(_tiny(mode='stereo'), log=lambda *_: None)
