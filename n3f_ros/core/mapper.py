@@ -212,7 +212,10 @@ class Mapper:
             t0 = time.perf_counter()
             self.stereo.run(job)
             with self._lock:
-                self._counters['stereo_keyframes'] += self.stereo.apply(self.keyframes, job)
+                n = self.stereo.apply(self.keyframes, job)
+                if n and not self._counters['stereo_keyframes']:
+                    log.info('no depth images: keyframe depth is triangulated by multi-view stereo')
+                self._counters['stereo_keyframes'] += n
             self._time('stereo', time.perf_counter() - t0)
         with self._lock:
             if self.field is None:

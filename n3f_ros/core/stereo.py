@@ -64,6 +64,15 @@ def grey(rgb: torch.Tensor) -> torch.Tensor:
     return x @ torch.tensor([0.299, 0.587, 0.114], device=x.device)
 
 
+def camera_rays(camera: PinholeCamera, device) -> torch.Tensor:
+    """(H, W, 3) float32 ray directions through the pixel centres, camera frame, unit z (a ray
+    times a z-depth is the 3D point)."""
+    u = torch.arange(camera.width, device=device, dtype=torch.float32) + 0.5
+    v = torch.arange(camera.height, device=device, dtype=torch.float32) + 0.5
+    vv, uu = torch.meshgrid(v, u, indexing='ij')
+    return torch.stack([(uu - camera.cx) / camera.fx, (vv - camera.cy) / camera.fy, torch.ones_like(uu)], -1)
+
+
 def triangulation_angle(T_world_ref, T_world_src, depth: float) -> float:
     """Degrees between the rays from both camera centres to the point ``depth`` metres along the
     reference camera's optical axis."""
@@ -168,11 +177,7 @@ class PlaneSweepStereo:
         H, W = ref_grey.shape
         if (W, H) != ref_camera.size:
             raise ValueError(f'reference image is {W}x{H} but its camera is {ref_camera.size}')
-        u = torch.arange(W, device=dev, dtype=torch.float32) + 0.5
-        v = torch.arange(H, device=dev, dtype=torch.float32) + 0.5
-        vv, uu = torch.meshgrid(v, u, indexing='ij')
-        rays = torch.stack([(uu - ref_camera.cx) / ref_camera.fx, (vv - ref_camera.cy) / ref_camera.fy,
-                            torch.ones_like(uu)], -1)                      # (H, W, 3) unit z
+        rays = camera_rays(ref_camera, dev)                                 # (H, W, 3) unit z
         ref = ref_grey[None].float()
         m_r = self._box(ref)
         v_r = (self._box(ref * ref) - m_r * m_r).clamp(min=0)
@@ -231,11 +236,9 @@ def consistent_views(depth: torch.Tensor, camera: PinholeCamera, T_world_cam, ot
     """
     dev = depth.device
     H, W = depth.shape
-    u = torch.arange(W, device=dev, dtype=torch.float32) + 0.5
-    v = torch.arange(H, device=dev, dtype=torch.float32) + 0.5
-    vv, uu = torch.meshgrid(v, u, indexing='ij')
-    X = torch.stack([(uu - camera.cx) / camera.fx, (vv - camera.cy) / camera.fy, torch.ones_like(uu)], -1) \
-        * depth[..., None]                                                  # (H, W, 3) camera frame
+    if (W, H) != camera.size:
+        raise ValueError(f'depth is {W}x{H} but its camera is {camera.size}')
+    X = camera_rays(camera, dev) * depth[..., None]                      # (H, W, 3) camera frame
     count = torch.zeros(H, W, dtype=torch.int64, device=dev)
     valid = depth > 0
     for d_o, cam, T in zip(other_depths, other_cameras, other_poses):
