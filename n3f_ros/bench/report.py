@@ -1,7 +1,8 @@
 """Markdown report of benchmark results (SPEC §5: "results in a report").
 
 Pure formatting over the JSON dicts the benchmarks write (``quality.write_json``,
-``speed.write_json``), so a report can be rebuilt from saved results without re-running anything.
+``speed.write_json``, ``stereo.write_json``), so a report can be rebuilt from saved results
+without re-running anything.
 """
 from __future__ import annotations
 
@@ -48,8 +49,23 @@ def _speed_section(speed: dict) -> list[str]:
     return out
 
 
+def _stereo_section(st: dict) -> list[str]:
+    out = ['## RGB-only keyframe depth (multi-view stereo) vs ray-cast depth', '',
+           f"{st['keyframes']} keyframes at {st['size'][0]}x{st['size'][1]}, seed {st['settings']['seed']}, "
+           f"{1e3 * st['seconds_per_keyframe']:.0f} ms per keyframe ({st['settings']['device']}).", '',
+           '| depth | coverage | median error [cm] | within 1 cm | within 2 cm | over 5 cm |',
+           '|---|---|---|---|---|---|']
+    for k in ('raw', 'filtered'):
+        m = st[k]
+        out.append(f"| {k} | {m['coverage']:.2f} | {100 * m['median_m']:.2f} | {m['within_1cm']:.2f} "
+                   f"| {m['within_2cm']:.2f} | {m['over_5cm']:.2f} |")
+    if st.get('plot'):
+        out += ['', f"![stereo]({st['plot']})"]
+    return out
+
+
 def markdown_report(quality: list[dict], speed: dict | None, title: str = 'n3f_ros benchmark report',
-                    machine: str = '') -> str:
+                    machine: str = '', stereo: dict | None = None) -> str:
     """The report as markdown. ``quality``: QualityResult JSON dicts; ``speed``: run_speed's dict
     (or None). An optional ``plot`` key in either (a path relative to the report) adds a picture."""
     lines = [f'# {title}', '']
@@ -59,6 +75,8 @@ def markdown_report(quality: list[dict], speed: dict | None, title: str = 'n3f_r
         lines += _quality_section(quality) + ['']
     if speed:
         lines += _speed_section(speed) + ['']
+    if stereo:
+        lines += _stereo_section(stereo) + ['']
     return '\n'.join(lines)
 
 

@@ -30,11 +30,20 @@ def add_parser(sub) -> None:
     s.add_argument('--out', default='bench_results', help='folder for the plot')
     s.set_defaults(func=_speed)
 
-    a = bsub.add_parser('all', help='quality (RGB-D and RGB-only) and speed, JSON + plots + report.md in --out')
+    t = bsub.add_parser('stereo', help='RGB-only keyframe depth (multi-view stereo) against the true depth')
+    t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--frames', type=int, help='orbit frames, all keyframes (default 48, quick 16)')
+    t.add_argument('--quick', action='store_true', help='fewer frames')
+    t.add_argument('--device', default='cpu')
+    t.add_argument('--json', help='write results to this JSON file')
+    t.add_argument('--out', default='bench_results', help='folder for the picture')
+    t.set_defaults(func=_stereo)
+
+    a = bsub.add_parser('all', help='quality (RGB-D and RGB-only), stereo and speed: JSON, plots, report.md in --out')
     a.add_argument('--quick', action='store_true', help='quick quality runs and fewer speed repetitions')
     a.add_argument('--seed', type=int, default=0)
     a.add_argument('--steps', type=int, help='quality training steps (default 1500, quick 400)')
-    a.add_argument('--frames', type=int, help='quality frames (half train, half held out)')
+    a.add_argument('--frames', type=int, help='quality frames (half train, half held out) and stereo frames')
     a.add_argument('--sizes', default='320x240,640x480', help='speed benchmark image sizes')
     a.add_argument('--out', default='bench_results', help='folder for JSON, plots and report.md')
     a.set_defaults(func=_all)
@@ -84,6 +93,7 @@ def _all(args) -> int:
         png = _quality_png(mode, args.seed)
         r = _run_quality(args, mode, os.path.join(args.out, png.replace('.png', '.json')))
         quality_runs.append(dict(r.to_json(), plot=png))
+    st = _run_stereo(args, os.path.join(args.out, 'stereo.json'))
     sp = speed.run_speed(sizes=_sizes(args.sizes), quick=args.quick)
     _report(sp, speed.format_table, speed.save_plot, speed.write_json, os.path.join(args.out, 'speed.png'),
             os.path.join(args.out, 'speed.json'))
@@ -92,8 +102,27 @@ def _all(args) -> int:
                f'{gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads'
                f"{'; --quick' if args.quick else ''}.")
     path = write_report(os.path.join(args.out, 'report.md'), quality_runs, dict(sp, plot='speed.png'),
-                        machine=machine)
+                        machine=machine, stereo=dict(st, plot='stereo.png'))
     print(f'report: {path}')
+    return 0
+
+
+def _run_stereo(args, json_path: str | None) -> dict:
+    """The stereo benchmark into ``args.out`` (picture ``stereo.png``); returns its JSON dict."""
+    from n3f_ros.bench.stereo import StereoSettings, format_table, run_stereo, save_plot, write_json
+    kw = {k: v for k, v in (('frames', getattr(args, 'frames', None)),) if v is not None}
+    kw['device'] = getattr(args, 'device', None) or 'cpu'
+    s = (StereoSettings.quick if args.quick else StereoSettings)(seed=args.seed, **kw)
+    if s.frames < 3:
+        raise SystemExit('stereo needs --frames >= 3')
+    os.makedirs(args.out, exist_ok=True)
+    r = run_stereo(s, log=lambda *_: None)
+    _report(r, format_table, save_plot, write_json, os.path.join(args.out, 'stereo.png'), json_path)
+    return {k: v for k, v in r.items() if not k.startswith('_')}
+
+
+def _stereo(args) -> int:
+    _run_stereo(args, args.json)
     return 0
 
 

@@ -55,6 +55,10 @@ class KeyframeStereo:
     def _raw_valid(self, kf: KeyframeBuffer, slot: int) -> bool:
         return slot in self._raw and self._raw[slot][0] == kf.order[slot]
 
+    def raw_depth(self, kf: KeyframeBuffer, slot: int) -> torch.Tensor | None:
+        """The plane sweep's depth (H, W) of ``slot`` before the consistency check, or None."""
+        return self._raw[slot][2] if self._raw_valid(kf, slot) else None
+
     def _depth_hint(self, kf: KeyframeBuffer) -> float:
         """Typical scene depth (metres): median of the stereo depth so far, else 1 m."""
         vals = [d[d > 0] for o, _, d in self._raw.values()]

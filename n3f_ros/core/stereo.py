@@ -121,11 +121,18 @@ class PlaneSweepStereo:
 
     def __init__(self, config: StereoConfig | None = None):
         self.config = config or StereoConfig()
+        self._norm: dict = {}             # (H, W, device) -> 1 / pixels in each window (H, W)
 
     def _box(self, x: torch.Tensor) -> torch.Tensor:
-        # (P, H, W) -> window means (P, H, W)
-        w = self.config.window
-        return F.avg_pool2d(x[:, None], w, stride=1, padding=w // 2, count_include_pad=False)[:, 0]
+        """Window means of every channel: (P, C, H, W) -> (P, C, H, W), windows clipped at the
+        border (a grouped convolution: ~2x faster than avg_pool2d on a CPU)."""
+        w, C, H, W = self.config.window, x.shape[1], x.shape[2], x.shape[3]
+        k = torch.ones(C, 1, w, w, dtype=x.dtype, device=x.device)
+        key = (H, W, x.device)
+        if key not in self._norm:
+            ones = torch.ones(1, 1, H, W, dtype=x.dtype, device=x.device)
+            self._norm[key] = 1.0 / F.conv2d(ones, k[:1], padding=w // 2)[0, 0]
+        return F.conv2d(x, k, padding=w // 2, groups=C) * self._norm[key]
 
     def _zncc(self, ref_stats, src: torch.Tensor, rays: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
               K_src: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
@@ -145,11 +152,12 @@ class PlaneSweepStereo:
             warped = F.grid_sample(src[None, None].expand(len(d), 1, Hs, Ws), grid, mode='bilinear',
                                    padding_mode='border', align_corners=False)[:, 0]
             inside = ((gx.abs() <= 1) & (gy.abs() <= 1) & (Xs[..., 2] > 1e-3)).float()
-            m_s = self._box(warped)
-            cov = self._box(warped * ref) - m_r * m_s
-            v_s = (self._box(warped * warped) - m_s * m_s).clamp(min=0)
+            m_s, m_ss, m_rs, m_in = self._box(torch.stack([warped, warped * warped, warped * ref, inside],
+                                                          1)).unbind(1)
+            cov = m_rs - m_r * m_s
+            v_s = (m_ss - m_s * m_s).clamp(min=0)
             zncc = cov / torch.sqrt(v_r * v_s + 1e-8)
-            out.append(torch.where(self._box(inside) > 0.999, zncc, torch.full_like(zncc, -1.0)))
+            out.append(torch.where(m_in > 0.999, zncc, torch.full_like(zncc, -1.0)))
         return torch.cat(out)
 
     def _aggregate(self, ref_stats, sources, depth: torch.Tensor, keep: int):
@@ -179,8 +187,8 @@ class PlaneSweepStereo:
             raise ValueError(f'reference image is {W}x{H} but its camera is {ref_camera.size}')
         rays = camera_rays(ref_camera, dev)                                 # (H, W, 3) unit z
         ref = ref_grey[None].float()
-        m_r = self._box(ref)
-        v_r = (self._box(ref * ref) - m_r * m_r).clamp(min=0)
+        m_r, m_rr = self._box(torch.stack([ref, ref * ref], 1))[0]
+        m_r, v_r = m_r[None], (m_rr - m_r * m_r).clamp(min=0)[None]
         ref_stats = (ref, m_r, v_r)
         sources = []
         for g, cam, T in zip(src_greys, src_cameras, T_world_srcs):

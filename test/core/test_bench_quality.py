@@ -45,6 +45,24 @@ def test_bench_all_writes_results_and_a_report(tmp_path):
     sp = json.loads((out / 'speed.json').read_text())
     assert [s['size'] for s in sp['stages']] == ['64x48']
     assert '| cpu | 64x48 |' in report and 'query_200k [ms]' in report and '--quick' in report
+    st = json.loads((out / 'stereo.json').read_text())
+    assert st['keyframes'] == 6 and (out / 'stereo.png').stat().st_size > 1000
+    assert f"| filtered | {st['filtered']['coverage']:.2f} |" in report and '](stereo.png)' in report
+
+
+def test_stereo_benchmark_measures_raw_and_filtered_depth(tmp_path):
+    from n3f_ros.bench.stereo import StereoSettings, format_table, run_stereo, save_plot, write_json
+    r = run_stereo(StereoSettings(frames=10, width=128, height=96, keyframe_width=128), log=lambda *_: None)
+    raw, filt = r['raw'], r['filtered']
+    assert r['keyframes'] == 10 and r['seconds_per_keyframe'] > 0
+    assert 0 < filt['coverage'] <= raw['coverage'] <= 1
+    # the consistency check is there to remove wrong matches
+    assert filt['over_5cm'] < raw['over_5cm'] and filt['median_m'] < 0.03
+    assert 'filtered' in format_table(r)
+    write_json(r, tmp_path / 's.json')
+    save_plot(r, tmp_path / 's.png')
+    assert json.loads((tmp_path / 's.json').read_text())['filtered'] == filt
+    assert (tmp_path / 's.png').stat().st_size > 1000
 
 
 def test_quality_modes_match_the_cli_and_reject_unknown_ones():

@@ -121,7 +121,7 @@ def test_keyframe_stereo_fills_depth_and_drops_stale_results(seq, torch_single_t
     errs = []
     for s, i in enumerate(frames):
         gt = seq[i].depth
-        raw, d = ks._raw[s][2].numpy(), kb.depth[s].numpy()
+        raw, d = ks.raw_depth(kb, s).numpy(), kb.depth[s].numpy()
         k_raw, k = (raw > 0) & (gt > 0), (d > 0) & (gt > 0)
         e_raw, e = np.abs(raw[k_raw] - gt[k_raw]), np.abs(d[k] - gt[k])
         # measured: 2-10% of the pixels kept; the consistency filter cut the share of >5 cm
