@@ -71,17 +71,20 @@ class KeyframeStereo:
             return None
         cfg = self.config
         hint = self._depth_hint(kf)
+        # every keyframe's candidates, best first: the first max_sources are its stereo sources,
+        # all of them its neighbours in the consistency check
+        pool = StereoConfig(**{**cfg.__dict__, 'max_sources': 2 * cfg.max_sources})
+        ranked = [select_sources(kf.poses, s, hint, pool) for s in range(len(kf))]
         targets, sources = [], {}
-        src = select_sources(kf.poses, new_slot, hint, cfg)
-        if src:
+        if ranked[new_slot]:
             targets.append(new_slot)
-            sources[new_slot] = src
+            sources[new_slot] = ranked[new_slot][:cfg.max_sources]
         # older keyframes that now prefer the new one (nearest first), up to max_updates
         older = []
         for s in range(len(kf)):
             if s == new_slot:
                 continue
-            cand = select_sources(kf.poses, s, hint, cfg)
+            cand = ranked[s][:cfg.max_sources]
             have = self._raw[s][1] if self._raw_valid(kf, s) else ()
             if new_slot in cand and tuple(cand) != tuple(have):
                 dist = float(np.linalg.norm(kf.poses[s][:3, 3] - kf.poses[new_slot][:3, 3]))
@@ -91,12 +94,9 @@ class KeyframeStereo:
             sources[s] = cand
         if not targets:
             return None
-        # consistency: each touched keyframe against its neighbours (sources and their pool)
-        pool = StereoConfig(**{**cfg.__dict__, 'max_sources': 2 * cfg.max_sources})
-        touched = set(targets) | {s for s in range(len(kf)) if self._raw_valid(kf, s)
-                                  and new_slot in select_sources(kf.poses, s, hint, pool)}
-        neighbours = {s: [o for o in select_sources(kf.poses, s, hint, pool)
-                          if o in targets or self._raw_valid(kf, o)] for s in touched}
+        # consistency: each touched keyframe against its neighbours
+        touched = set(targets) | {s for s in range(len(kf)) if self._raw_valid(kf, s) and new_slot in ranked[s]}
+        neighbours = {s: [o for o in ranked[s] if o in targets or self._raw_valid(kf, o)] for s in touched}
         used = set(targets) | {o for v in sources.values() for o in v} | touched | \
             {o for v in neighbours.values() for o in v}
         ranges = {}

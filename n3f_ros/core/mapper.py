@@ -228,25 +228,28 @@ class Mapper:
         if self.field is not None:
             bounds = self.field.bounds.cpu().numpy()
         else:
-            b = np.asarray(self.config.scene_bounds, dtype=np.float64).reshape(2, 3)
             try:
-                bounds = b if np.any(b != 0) else bounds_from_views(self.keyframes.poses)
+                bounds = self._configured_bounds()
+                bounds = bounds if bounds is not None else bounds_from_views(self.keyframes.poses)
             except ValueError:
                 return None
         return self.stereo.plan(self.keyframes, slot, bounds)
 
+    def _configured_bounds(self) -> np.ndarray | None:
+        """Parameter ``scene_bounds`` as (2, 3) metres, or None when it is all zero (automatic)."""
+        b = np.asarray(self.config.scene_bounds, dtype=np.float64).reshape(2, 3)
+        return b if np.any(b != 0) else None
+
     def _maybe_create_field(self) -> None:
         cfg = self.config
-        b = np.asarray(cfg.scene_bounds, dtype=np.float64).reshape(2, 3)
-        if np.any(b != 0):
-            bounds = b
-        elif len(self.keyframes) < cfg.bounds_keyframes:
-            return
-        elif self._measured_depth:
-            pts, _ = self.keyframes.depth_points(stride=2)
-            bounds = bounds_from_depth(pts)
-        else:
-            bounds = bounds_from_views(self.keyframes.poses)
+        bounds = self._configured_bounds()
+        if bounds is None:
+            if len(self.keyframes) < cfg.bounds_keyframes:
+                return
+            if self._measured_depth:
+                bounds = bounds_from_depth(self.keyframes.depth_points(stride=2)[0])
+            else:
+                bounds = bounds_from_views(self.keyframes.poses)
         fcfg = FieldConfig(**{**asdict(cfg.field_config), 'feature_dim': int(self.keyframes.feat.shape[-1])})
         self.field = FeatureField(bounds, fcfg, device=self.device)
         # stored depth (measured, or triangulated for RGB-only keyframes) supervises the field
