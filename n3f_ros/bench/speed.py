@@ -31,9 +31,12 @@ import time
 import numpy as np
 import torch
 
+from n3f_ros.bench.stereo import add_without_depth, triangulate
 from n3f_ros.core.cloud import query_by_point
 from n3f_ros.core.keyframe_depth import KeyframeStereo
+from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
 from n3f_ros.core.mapper import Mapper, MapperConfig
+from n3f_ros.core.scene_bounds import bounds_from_views
 from n3f_ros.core.synth import make_sequence
 from n3f_ros.core.teacher import DinoTeacher
 
@@ -91,20 +94,13 @@ def bench_glue(frame, reps: int) -> float:
 
 def bench_stereo(device: torch.device, width: int, height: int, reps: int, cfg: MapperConfig) -> float:
     """Median seconds of the RGB-only stereo work for a new keyframe (see module doc)."""
-    from n3f_ros.core.frame import Frame
-    from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
-    from n3f_ros.core.scene_bounds import bounds_from_views
     seq = make_sequence(1, 48, width, height)
     kb = KeyframeBuffer(KeyframeConfig(16, 0.0, 0.0, cfg.keyframe_width), device)
     ks = KeyframeStereo(cfg.stereo_config, cfg.min_depth, cfg.max_depth)
     bounds = bounds_from_views(seq.poses)
-    job = None
-    for i in range(16):
-        f = seq[i]
-        slot = kb.add(Frame(f.rgb, f.camera, f.T_world_cam, f.stamp), torch.zeros(2, 2, 1))
-        job = ks.plan(kb, slot, bounds)
-        if job is not None and i < 15:                 # the 16th is the one timed, never applied
-            ks.apply(kb, ks.run(job))
+    for i in range(15):
+        triangulate(kb, ks, add_without_depth(kb, seq[i]), bounds)
+    job = ks.plan(kb, add_without_depth(kb, seq[15]), bounds)      # timed, never applied
     return _timed(lambda: ks.run(job), device, reps) if job is not None else float('nan')
 
 

@@ -42,6 +42,25 @@ class StereoSettings:
         return cls(**{**dict(frames=16), **kw})
 
 
+def add_without_depth(kb: KeyframeBuffer, frame: Frame) -> int:
+    """Store ``frame`` as an RGB-only keyframe (depth dropped; placeholder teacher features, which
+    stereo never reads). Returns its slot."""
+    return kb.add(Frame(frame.rgb, frame.camera, frame.T_world_cam, frame.stamp), torch.zeros(2, 2, 1))
+
+
+def triangulate(kb: KeyframeBuffer, ks: KeyframeStereo, slot: int, bounds) -> float | None:
+    """The mapper worker's stereo work for the keyframe just stored in ``slot`` (plan, run,
+    apply). Returns the seconds the sweep took, or None when there was nothing to do."""
+    job = ks.plan(kb, slot, bounds)
+    if job is None:
+        return None
+    t0 = time.perf_counter()
+    ks.run(job)
+    seconds = time.perf_counter() - t0
+    ks.apply(kb, job)
+    return seconds
+
+
 def _errors(depth: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, int]:
     """Absolute errors (metres) where both are known, and the number of true-surface pixels."""
     surf = gt > 0
@@ -68,16 +87,13 @@ def run_stereo(s: StereoSettings, log=print) -> dict:
     from tqdm import tqdm
     for i in tqdm(range(s.frames), desc='stereo keyframes', disable=None):
         f = seq[i]
-        slot = kb.add(Frame(f.rgb, f.camera, f.T_world_cam, f.stamp), torch.zeros(2, 2, 1))
+        slot = add_without_depth(kb, f)
         w, h = kb.size
         gts.append(F.interpolate(torch.as_tensor(f.depth)[None, None], size=(h, w), mode='nearest')[0, 0].numpy())
         rgbs.append(kb.rgb[slot].cpu().numpy())
-        job = ks.plan(kb, slot, bounds)
-        if job is not None:
-            t0 = time.perf_counter()
-            ks.run(job)
-            seconds.append(time.perf_counter() - t0)
-            ks.apply(kb, job)
+        t = triangulate(kb, ks, slot, bounds)
+        if t is not None:
+            seconds.append(t)
     raw, filt, surface = [], [], 0
     for slot, gt in enumerate(gts):
         r = ks.raw_depth(kb, slot)
@@ -136,6 +152,11 @@ def save_plot(r: dict, path) -> None:
     plt.close(fig)
 
 
+def to_json(r: dict) -> dict:
+    """The result without its pictures' arrays (keys starting with '_')."""
+    return {k: v for k, v in r.items() if not k.startswith('_')}
+
+
 def write_json(r: dict, path) -> None:
     with open(path, 'w') as f:
-        json.dump({k: v for k, v in r.items() if not k.startswith('_')}, f, indent=1)
+        json.dump(to_json(r), f, indent=1)

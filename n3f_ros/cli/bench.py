@@ -40,7 +40,8 @@ def add_parser(sub) -> None:
     t.set_defaults(func=_stereo)
 
     a = bsub.add_parser('all', help='quality (RGB-D and RGB-only), stereo and speed: JSON, plots, report.md in --out')
-    a.add_argument('--quick', action='store_true', help='quick quality runs and fewer speed repetitions')
+    a.add_argument('--quick', action='store_true',
+                   help='quick quality runs, fewer stereo frames and fewer speed repetitions')
     a.add_argument('--seed', type=int, default=0)
     a.add_argument('--steps', type=int, help='quality training steps (default 1500, quick 400)')
     a.add_argument('--frames', type=int, help='quality frames (half train, half held out) and stereo frames')
@@ -81,7 +82,7 @@ def _quality(args) -> int:
 
 
 def _all(args) -> int:
-    """Both quality modes and the speed benchmark into ``--out``, then ``report.md`` from their JSON."""
+    """Quality (RGB-D, RGB-only), stereo and speed into ``--out``, then ``report.md`` from their JSON."""
     import platform
 
     import torch
@@ -109,16 +110,17 @@ def _all(args) -> int:
 
 def _run_stereo(args, json_path: str | None) -> dict:
     """The stereo benchmark into ``args.out`` (picture ``stereo.png``); returns its JSON dict."""
-    from n3f_ros.bench.stereo import StereoSettings, format_table, run_stereo, save_plot, write_json
-    kw = {k: v for k, v in (('frames', getattr(args, 'frames', None)),) if v is not None}
-    kw['device'] = getattr(args, 'device', None) or 'cpu'
+    from n3f_ros.bench.stereo import StereoSettings, format_table, run_stereo, save_plot, to_json, write_json
+    kw = {'device': getattr(args, 'device', None) or 'cpu'}          # 'all' has no --device
+    if args.frames is not None:
+        kw['frames'] = args.frames
     s = (StereoSettings.quick if args.quick else StereoSettings)(seed=args.seed, **kw)
     if s.frames < 3:
         raise SystemExit('stereo needs --frames >= 3')
     os.makedirs(args.out, exist_ok=True)
     r = run_stereo(s, log=lambda *_: None)
     _report(r, format_table, save_plot, write_json, os.path.join(args.out, 'stereo.png'), json_path)
-    return {k: v for k, v in r.items() if not k.startswith('_')}
+    return to_json(r)
 
 
 def _stereo(args) -> int:

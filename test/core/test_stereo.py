@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from n3f_ros.bench.stereo import add_without_depth
 from n3f_ros.core.camera import PinholeCamera, look_at
 from n3f_ros.core.frame import Frame
 from n3f_ros.core.keyframe_depth import KeyframeStereo
@@ -106,8 +107,7 @@ def test_config_rejects_nonsense():
 def _buffer(seq, frames):
     kb = KeyframeBuffer(KeyframeConfig(16, 0.0, 0.0, W))
     for i in frames:
-        f = seq[i]
-        kb.add(Frame(f.rgb, f.camera, f.T_world_cam, f.stamp), torch.zeros(4, 5, 3))     # RGB only
+        add_without_depth(kb, seq[i])
     return kb
 
 
