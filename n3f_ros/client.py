@@ -45,8 +45,8 @@ from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from n3f_ros.ros.decode import decode_pose, stamp_to_ns
-from n3f_ros.ros.encode import make_header, pointcloud2_to_array, to_time_msg, unpack_rgb
+from n3f_ros.io.decode import decode_pose, stamp_to_ns
+from n3f_ros.io.encode import make_header, pointcloud2_to_array, to_time_msg, unpack_rgb
 
 #: QoS of the node's result topics (SPEC §3: latched)
 RESULT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,

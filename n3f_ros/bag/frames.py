@@ -1,31 +1,24 @@
 """rosbag2 recordings -> core :class:`~n3f_ros.core.frame.Frame` objects, offline (no rclpy, no DDS).
 
 Used by ``n3f process``. Messages are ``rosbags`` dataclasses from :class:`~n3f_ros.bag.reader.BagReader`
-and are decoded with the duck-typed decoders of :mod:`n3f_ros.ros.decode` (the node uses the same),
+and are decoded with the duck-typed decoders of :mod:`n3f_ros.io.decode` (the node uses the same),
 so a bag and a live stream are judged by the same rules (SPEC §4).
 
-Pairing of an image stamped ``t`` (header stamp, seconds) — the node's rules, with the whole bag
-known in advance:
-
-* **pose**: all poses of the bag (PoseStamped of the camera optical frame, or Odometry composed with
-  the extrinsic ``T_child_cam``) are read first into a :class:`~n3f_ros.ros.pose_buffer.PoseBuffer`
-  and looked up at ``t`` with ``max_pose_dt`` (interpolated between bracketing poses, never
-  extrapolated). No pose -> the frame is dropped as ``'no_pose'``.
-* **camera_info**: the latest one stamped at or before ``t`` (else the earliest after it: drivers
-  record the info just after its image); K is scaled when the image was resized
-  (``validation.fit_camera``). None at all -> ``'no_camera_info'``.
-* **depth** (optional): the depth image whose stamp is nearest ``t`` within ``depth_tolerance``;
-  without one the frame goes on RGB-only and ``'depth_unmatched'`` is counted as a warning.
+Pairing of an image with intrinsics, pose and depth is the node's rule, :mod:`n3f_ros.io.pairing`,
+with the whole bag known in advance: all poses (PoseStamped of the camera optical frame, or
+Odometry composed with the extrinsic ``T_child_cam``) and camera_infos are read first, in stamp
+order; an image is released once a depth stamped at or after it was read (later ones are farther
+away), so it gets the nearest depth within the tolerance. Without one it goes on RGB-only and
+``'depth_unmatched'`` is counted as a warning.
 
 Every image message is one *frame read*; it is either *used* (yielded) or *dropped* with a reason
-(a decode failure reason of :class:`~n3f_ros.ros.decode.MessageError`, ``'no_pose'``,
+(a decode failure reason of :class:`~n3f_ros.io.decode.MessageError`, ``'no_pose'``,
 ``'no_camera_info'``, ``'size_mismatch'``, ``'bad_frame'``), so
 ``used + sum(dropped) == read``. Bad pose / camera_info / depth messages are counted per topic and
 reason in :attr:`FrameStats.rejected`.
 """
 from __future__ import annotations
 
-import bisect
 import collections
 import dataclasses
 import json
@@ -36,9 +29,8 @@ import numpy as np
 
 from n3f_ros.bag.reader import BagError, BagReader, TopicNotFoundError
 from n3f_ros.bag.writer import METADATA_FILE, BagTopics
-from n3f_ros.core.camera import GeometryError, PinholeCamera
 from n3f_ros.core.frame import Frame
-from n3f_ros.ros.decode import (
+from n3f_ros.io.decode import (
     MessageError,
     decode_camera_info,
     decode_compressed_image,
@@ -49,8 +41,9 @@ from n3f_ros.ros.decode import (
     decode_pose,
     header_sec,
 )
-from n3f_ros.ros.pose_buffer import PoseBuffer
-from n3f_ros.ros.validation import align_depth, clean_depth, fit_camera
+from n3f_ros.io.pairing import CameraInfoHistory, PairingRule, assemble, depth_needed_after, match_depth
+from n3f_ros.io.pose_buffer import PoseBuffer
+from n3f_ros.io.validation import check_depth
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
@@ -193,35 +186,31 @@ def check_inputs(reader: BagReader, inputs: BagInputs) -> None:
 class BagFrameSource:
     """Iterate the posed frames of an open bag (see the module docstring for the pairing rules).
 
-    reader:          an open :class:`BagReader`.
-    inputs:          topics and pose source (checked against the bag on construction).
-    max_pose_dt:     [s] largest image-to-pose distance (PoseBuffer lookup tolerance).
-    depth_tolerance: [s] largest image-to-depth stamp difference.
+    reader:       an open :class:`BagReader`.
+    inputs:       topics and pose source (checked against the bag on construction).
+    max_pose_dt:  [s] largest image-to-pose distance (PoseBuffer lookup tolerance).
+    max_depth_dt: [s] largest image-to-depth stamp difference (None = ``max_pose_dt``, as the node).
     min_depth, max_depth: [m] valid depth range; an all-invalid depth image is rejected ('bad_depth').
-    max_pending:     images held while waiting for their depth (bounds memory if depth stalls).
+    max_pending:  images held while waiting for their depth (bounds memory if depth stalls).
 
     Iterating yields :class:`Frame` (rgb, camera, T_world_cam, header stamp [s], depth or None) in
     recording order; :attr:`stats` holds the counters. A source can be iterated once.
     """
 
     def __init__(self, reader: BagReader, inputs: BagInputs, max_pose_dt: float = 0.05,
-                 depth_tolerance: float = 0.02, min_depth: float = 0.1, max_depth: float = 5.0,
+                 max_depth_dt: float | None = None, min_depth: float = 0.1, max_depth: float = 5.0,
                  max_pending: int = 32):
-        if not max_pose_dt > 0 or not depth_tolerance >= 0:
-            raise ValueError('max_pose_dt must be > 0 and depth_tolerance >= 0 (seconds)')
+        self.rule = PairingRule(max_pose_dt=max_pose_dt, max_depth_dt=max_depth_dt)
         if not 0 <= min_depth < max_depth:
             raise ValueError(f'need 0 <= min_depth < max_depth, got {min_depth}, {max_depth}')
         check_inputs(reader, inputs)
         self.reader = reader
         self.inputs = inputs
-        self.max_pose_dt = float(max_pose_dt)
-        self.depth_tolerance = float(depth_tolerance)
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.max_pending = max(1, int(max_pending))
         self.stats = FrameStats()
         self.poses = PoseBuffer(max_age=float('inf'), max_size=2 ** 62)
-        self._info_stamps: list[float] = []
-        self._infos: list[PinholeCamera] = []
+        self.cameras = CameraInfoHistory(max_size=2 ** 62)
         self._used = False
 
     @property
@@ -240,10 +229,7 @@ class BagFrameSource:
         for m in self.reader.messages([inp.pose, inp.camera_info]):
             try:
                 if m.topic == inp.camera_info:
-                    stamp, cam = header_sec(m.msg), decode_camera_info(m.msg)
-                    i = bisect.bisect_right(self._info_stamps, stamp)
-                    self._info_stamps.insert(i, stamp)
-                    self._infos.insert(i, cam)
+                    self.cameras.add(header_sec(m.msg), decode_camera_info(m.msg))
                     self.stats.camera_infos += 1
                 else:
                     stamp = header_sec(m.msg)
@@ -260,14 +246,6 @@ class BagFrameSource:
             self.poses.add(stamp, T)
         self.stats.poses = len(self.poses)
 
-    def camera_at(self, stamp: float) -> PinholeCamera:
-        """Intrinsics for an image at ``stamp`` [s]; raises MessageError('no_camera_info')."""
-        if not self._infos:
-            raise MessageError('no_camera_info', f'no valid camera_info on {self.inputs.camera_info} '
-                                                 f'for the image at {stamp:.6f}')
-        i = bisect.bisect_right(self._info_stamps, stamp + 1e-9)
-        return self._infos[i - 1] if i > 0 else self._infos[0]
-
     # --- main pass: images and depth ------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:
         if self._used:
@@ -279,7 +257,6 @@ class BagFrameSource:
         decode = decode_compressed_image if self.compressed else decode_image
         pending: collections.deque = collections.deque()      # (stamp, rgb)
         depths: collections.deque = collections.deque()       # (stamp, depth metres)
-        latest_depth = -np.inf
         for m in self.reader.messages(topics):
             if m.topic == inp.image:
                 self.stats.frames_read += 1
@@ -293,57 +270,36 @@ class BagFrameSource:
                     self.stats.dropped[e.reason] += 1
             else:
                 try:
-                    stamp = header_sec(m.msg)
-                    d, _ = clean_depth(decode_depth(m.msg), self.min_depth, self.max_depth)
-                    depths.append((stamp, d))
-                    latest_depth = max(latest_depth, stamp)
+                    d, _ = check_depth(decode_depth(m.msg), self.min_depth, self.max_depth)
+                    depths.append((header_sec(m.msg), d))
                     self.stats.depths += 1
                 except MessageError as e:
                     self.stats.rejected['depth'][e.reason] += 1
-            # release images whose depth is settled: a depth at/after the image stamp has arrived
-            # (later ones are farther away), or too many are waiting
-            while pending and (not inp.depth or latest_depth >= pending[0][0] or len(pending) > self.max_pending):
+            # release images whose depth is settled (pairing.match_depth), or too many are waiting
+            while pending and (not inp.depth or len(pending) > self.max_pending
+                               or match_depth(pending[0][0], depths, self.rule.depth_dt)[1]):
                 frame = self._assemble(*pending.popleft(), depths)
                 if frame is not None:
                     yield frame
             if pending:      # forget depth images that no waiting image can match any more
-                while len(depths) > 1 and depths[0][0] < pending[0][0] - self.depth_tolerance - 1e-9:
+                cut = depth_needed_after(pending[0][0], self.rule)
+                while len(depths) > 1 and depths[0][0] < cut:
                     depths.popleft()
         while pending:
             frame = self._assemble(*pending.popleft(), depths)
             if frame is not None:
                 yield frame
 
-    def _match_depth(self, stamp: float, depths) -> np.ndarray | None:
-        if not depths:
-            return None
-        best = min(depths, key=lambda sd: abs(sd[0] - stamp))
-        return best[1] if abs(best[0] - stamp) <= self.depth_tolerance + 1e-9 else None
-
     def _assemble(self, stamp: float, rgb: np.ndarray, depths) -> Frame | None:
-        h, w = rgb.shape[:2]
-        try:
-            camera = fit_camera(self.camera_at(stamp), w, h)
-            T = self.poses.lookup(stamp, self.max_pose_dt)
-        except MessageError as e:
-            self.stats.dropped[e.reason] += 1
-            return None
         depth = None
         if self.inputs.depth:
-            depth = self._match_depth(stamp, depths)
+            depth, _ = match_depth(stamp, depths, self.rule.depth_dt)
             if depth is None:
                 self.stats.warnings['depth_unmatched'] += 1
-            else:
-                try:
-                    depth = align_depth(depth, w, h)
-                except MessageError as e:
-                    self.stats.rejected['depth'][e.reason] += 1
-                    self.stats.warnings['depth_unmatched'] += 1
-                    depth = None
         try:
-            frame = Frame(rgb, camera, T, stamp, depth)
-        except GeometryError:
-            self.stats.dropped['bad_frame'] += 1
+            frame = assemble(stamp, rgb, self.cameras, self.poses, depth, self.rule)
+        except MessageError as e:
+            self.stats.dropped[e.reason] += 1
             return None
         self.stats.frames_used += 1
         self.stats.frames_with_depth += depth is not None

@@ -8,7 +8,7 @@ Stages, per image size and device:
                     insertion (what the node's worker does per frame);
 * ``overhead``    — integrate minus teacher: the cost the engine adds to a bare teacher forward;
 * ``glue``        — the node's input path for one frame without DDS: decode Image (rgb8), depth
-                    (16UC1) and PoseStamped, pair them (``ros.sync.FrameAssembler``) into a Frame;
+                    (16UC1) and PoseStamped, pair them (``io.frame_assembler.FrameAssembler``) into a Frame;
                     nan when the ROS message packages are not importable. Node overhead over a bare
                     teacher forward = ``glue`` + ``overhead``;
 * ``stereo``      — RGB-only only: multi-view stereo for one new keyframe (``KeyframeStereo``: the
@@ -67,8 +67,8 @@ def _timed(fn, device, reps: int) -> float:
 def bench_glue(frame, reps: int) -> float:
     """Median seconds of the node's per-frame input path (see module doc), or nan without ROS."""
     try:
-        from n3f_ros.ros import decode, encode
-        from n3f_ros.ros.sync import FrameAssembler
+        from n3f_ros.io import decode, encode
+        from n3f_ros.io.frame_assembler import FrameAssembler
     except ImportError:
         return float('nan')
     img = encode.image_msg(frame.rgb, encode.make_header(0.0, 'camera'), encoding='rgb8')

@@ -183,7 +183,7 @@ def run(args) -> int:
     out = Path(args.out).expanduser()
     extrinsic = None
     if args.extrinsic is not None:
-        from n3f_ros.ros.decode import MessageError, decode_extrinsic
+        from n3f_ros.io.decode import MessageError, decode_extrinsic
         try:
             extrinsic = decode_extrinsic(args.extrinsic)
         except MessageError as exc:
@@ -199,9 +199,7 @@ def run(args) -> int:
                                     depth=args.depth_topic, use_depth=not args.no_depth, pose=args.pose_topic,
                                     odom=args.odom_topic, pose_source=args.pose_source, extrinsic=extrinsic,
                                     metadata=metadata)
-            source = BagFrameSource(reader, inputs, max_pose_dt=args.max_pose_dt,
-                                    depth_tolerance=(args.max_pose_dt if args.max_depth_dt is None
-                                                     else args.max_depth_dt),
+            source = BagFrameSource(reader, inputs, max_pose_dt=args.max_pose_dt, max_depth_dt=args.max_depth_dt,
                                     min_depth=args.min_depth, max_depth=args.max_depth)
         except (BagError, ValueError) as exc:
             return _fail(str(exc))

@@ -47,11 +47,11 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
-from n3f_ros.ros import decode, diagnostics, encode
-from n3f_ros.ros.decode import MessageError
+from n3f_ros.io import decode, diagnostics, encode
+from n3f_ros.io.decode import MessageError
 from n3f_ros.ros.parameters import PARAMETERS, descriptor, validate
-from n3f_ros.ros.sync import FrameAssembler
-from n3f_ros.ros.validation import StampMonitor
+from n3f_ros.io.frame_assembler import FrameAssembler
+from n3f_ros.io.validation import StampMonitor
 
 #: seconds between two log lines for the same (topic, reason)
 LOG_PERIOD = 5.0

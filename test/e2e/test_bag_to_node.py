@@ -116,7 +116,7 @@ def top_point(gt, label) -> np.ndarray:
 
 def test_bag_played_into_the_node_answers_a_query(bag, gt, node, ros):
     from n3f_ros.core.cloud import default_radius
-    from n3f_ros.ros import encode
+    from n3f_ros.io import encode
     client, diags, edits = ros
     t0 = time.monotonic()
     node.wait_ready()

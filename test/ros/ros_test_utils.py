@@ -17,7 +17,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from n3f_ros.core.camera import invert_pose
-from n3f_ros.ros import encode
+from n3f_ros.io import encode
 
 WORLD = 'map'
 CAM_FRAME = 'camera_color_optical_frame'

@@ -19,7 +19,7 @@ from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import SetBool, Trigger
 
 from n3f_ros.client import RESULT_QOS, N3FClient
-from n3f_ros.ros import encode
+from n3f_ros.io import encode
 
 SIZE = (160, 120)
 N_FRAMES = 16

@@ -21,7 +21,7 @@ from test_ros_node_dds import N_FRAMES, NODE_PARAMS, SEED, SIZE, TRAIN_STEPS
 
 from n3f_ros.client import RESULT_QOS, N3FClient
 from n3f_ros.core.camera import pose_from_xyz_quat
-from n3f_ros.ros import encode
+from n3f_ros.io import encode
 
 NS = '/dds_variants'
 EXTRINSIC = [0.05, -0.02, 0.1, 0.5, -0.5, 0.5, -0.5]        # x y z qx qy qz qw: base_link -> camera

@@ -27,7 +27,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from n3f_ros.client import N3FClient
 from n3f_ros.core.camera import interpolate_pose, pose_from_xyz_quat, rotation_angle
-from n3f_ros.ros import encode
+from n3f_ros.io import encode
 from n3f_ros.ros.node import N3FNode
 
 SIZE = (80, 60)

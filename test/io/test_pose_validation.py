@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from n3f_ros.core.camera import PinholeCamera, pose_from_xyz_quat, rot_to_quat, rotation_angle
-from n3f_ros.ros.decode import MessageError
-from n3f_ros.ros.pose_buffer import PoseBuffer
-from n3f_ros.ros.validation import StampMonitor, align_depth, clean_depth, fit_camera
+from n3f_ros.io.decode import MessageError
+from n3f_ros.io.pose_buffer import PoseBuffer
+from n3f_ros.io.validation import StampMonitor, align_depth, check_depth, fit_camera
 
 
 def _T(x, yaw):
@@ -88,7 +88,7 @@ def test_depth_align_and_clean():
     assert set(np.unique(up)) <= set(np.unique(d))            # nearest: no mixing
     assert _reason(align_depth, d, 8, 8) == 'size_mismatch'
     raw = np.array([[np.nan, -1.0, 0.0, 1.0], [2.0, 9.0, np.inf, 0.05]], np.float32)
-    out, frac = clean_depth(raw, 0.1, 5.0)
+    out, frac = check_depth(raw, 0.1, 5.0)
     assert out.tolist() == [[0, 0, 0, 1.0], [2.0, 0, 0, 0]] and frac == pytest.approx(0.25)
-    assert _reason(clean_depth, np.full((2, 2), np.nan, np.float32)) == 'bad_depth'
-    assert _reason(clean_depth, np.zeros((2, 2), np.float32)) == 'bad_depth'
+    assert _reason(check_depth, np.full((2, 2), np.nan, np.float32)) == 'bad_depth'
+    assert _reason(check_depth, np.zeros((2, 2), np.float32)) == 'bad_depth'

@@ -5,7 +5,7 @@ from sensor_msgs.msg import PointField
 from visualization_msgs.msg import Marker
 
 from n3f_ros.core.camera import look_at
-from n3f_ros.ros import decode, encode
+from n3f_ros.io import decode, encode
 
 
 def test_time_and_header():

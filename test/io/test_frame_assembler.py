@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from n3f_ros.core.camera import PinholeCamera, pose_from_xyz_quat
-from n3f_ros.ros.sync import FrameAssembler
+from n3f_ros.io.frame_assembler import FrameAssembler
 
 CAM = PinholeCamera(80.0, 80.0, 40.0, 30.0, 80, 60)
 RGB = np.zeros((30, 40, 3), np.uint8)          # half the camera_info size: K is scaled

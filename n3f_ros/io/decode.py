@@ -184,7 +184,7 @@ def decode_depth(msg) -> np.ndarray:
 
     16UC1 (and mono16) are millimetres, 32FC1 metres; ``is_bigendian`` and ``step`` padding are
     honoured. Invalid values (0, NaN, negative) are kept as they are: see
-    ``validation.clean_depth``.
+    ``validation.check_depth``.
     """
     enc = str(msg.encoding).lower()
     if enc not in DEPTH_ENCODINGS:

@@ -24,7 +24,7 @@ import threading
 import numpy as np
 
 from n3f_ros.core.camera import interpolate_pose
-from n3f_ros.ros.decode import MessageError
+from n3f_ros.io.decode import MessageError
 
 
 class PoseBuffer:

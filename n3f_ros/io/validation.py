@@ -3,11 +3,11 @@
 * :class:`StampMonitor` — per-topic stamps going backwards, stamps too far in the future.
 * :func:`fit_camera` — camera_info of another size than the image: K scaled when consistent.
 * :func:`align_depth` — depth of another resolution than the colour image: nearest resize.
-* :func:`clean_depth` — NaN / zero / negative / out-of-range depth masked to 0; all invalid
+* :func:`check_depth` — NaN / zero / negative / out-of-range depth masked to 0; all invalid
   -> ``'bad_depth'``.
 
 Empty and huge messages are rejected while decoding (``decode.MAX_BYTES``, ``decode.MAX_PIXELS``),
-before anything is allocated. All failures raise :class:`~n3f_ros.ros.decode.MessageError`.
+before anything is allocated. All failures raise :class:`~n3f_ros.io.decode.MessageError`.
 """
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ import threading
 import numpy as np
 
 from n3f_ros.core.camera import PinholeCamera
-from n3f_ros.ros.decode import MessageError
+from n3f_ros.core.raster import clean_depth, resize_nearest, valid_depth
+from n3f_ros.io.decode import MessageError
 
-__all__ = ['MessageError', 'StampMonitor', 'align_depth', 'clean_depth', 'consistent_scale', 'fit_camera']
+__all__ = ['MessageError', 'StampMonitor', 'align_depth', 'check_depth', 'consistent_scale', 'fit_camera']
 
 
 class StampMonitor:
@@ -89,23 +90,18 @@ def align_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
     if not consistent_scale(w, h, width, height):
         raise MessageError('size_mismatch', f'depth is {w}x{h} but image is {width}x{height} with a '
                                             'different aspect ratio (depth must be aligned to colour)')
-    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
-    return depth[rows[:, None], cols[None, :]]
+    return resize_nearest(depth, width, height)
 
 
-def clean_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = np.inf
+def check_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = np.inf
                 ) -> tuple[np.ndarray, float]:
-    """Mask invalid depth (NaN, inf, <= 0, outside [min_depth, max_depth] metres) to 0.
-
-    Returns (float32 depth, fraction of valid pixels). Raises ``'bad_depth'`` when no pixel is
-    valid (the depth image is dropped).
+    """A depth image as received: invalid pixels (NaN, inf, <= 0, outside [min_depth, max_depth] metres) set to 0
+    (``core.raster.clean_depth``). Returns (float32 depth, fraction of valid pixels). Raises
+    ``'bad_depth'`` when no pixel is valid (the depth image is dropped).
     """
-    d = np.asarray(depth, dtype=np.float32)
-    with np.errstate(invalid='ignore'):
-        ok = np.isfinite(d) & (d > 0) & (d >= min_depth) & (d <= max_depth)
+    ok = valid_depth(depth, min_depth, max_depth)
     frac = float(ok.mean()) if ok.size else 0.0
     if frac == 0.0:
         raise MessageError('bad_depth', f'depth image has no valid pixel in [{min_depth:g}, {max_depth:g}] m '
                                         '(all NaN, zero, negative or out of range)')
-    return np.where(ok, d, np.float32(0.0)).astype(np.float32, copy=False), frac
+    return clean_depth(depth, min_depth, max_depth), frac

@@ -13,8 +13,8 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from n3f_ros.core.camera import pose_from_xyz_quat
-from n3f_ros.ros import decode
-from n3f_ros.ros.decode import MessageError
+from n3f_ros.io import decode
+from n3f_ros.io.decode import MessageError
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
