@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from n3f_ros.core.camera import project_points
 from n3f_ros.core.cloud import QueryError, average_precision, iou, query_by_point
-from n3f_ros.core.mapper import Mapper, MapperConfig
+from n3f_ros.core.mapping import Mapper, MapperConfig
 from n3f_ros.core.synth import make_sequence
 from n3f_ros.core.teacher import SyntheticTeacher
 
@@ -210,7 +210,7 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
         miou, ious = segmentation_miou(points, feats, labels, seeds, 2.5 * s.gt_voxel)
         imgs = []
         for f in held:
-            fi = mapper.render_features(f.camera.scaled(ew, eh), f.T_world_cam)[0]
+            fi = mapper.render_features(f.camera.scaled(ew, eh), f.T_world_cam).features
             imgs.append(fi)
         mp = retrieval_map(imgs, held_inst, object_ids)
         return miou, mp, ious

@@ -35,7 +35,7 @@ from n3f_ros.bench.stereo import add_without_depth, triangulate
 from n3f_ros.core.cloud import query_by_point
 from n3f_ros.core.keyframe_depth import KeyframeStereo
 from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
-from n3f_ros.core.mapper import Mapper, MapperConfig
+from n3f_ros.core.mapping import Mapper, MapperConfig
 from n3f_ros.core.scene_bounds import bounds_from_views
 from n3f_ros.core.synth import make_sequence
 from n3f_ros.core.teacher import DinoTeacher

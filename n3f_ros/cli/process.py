@@ -9,7 +9,7 @@
 
 Frames are read with :class:`n3f_ros.bag.frames.BagFrameSource` (images raw or compressed, paired
 with camera_info, the nearest depth and the pose interpolated at the image stamp), integrated into
-a :class:`~n3f_ros.core.mapper.Mapper` one by one (teacher on keyframes) with ``--steps-per-frame``
+a :class:`~n3f_ros.core.mapping.Mapper` one by one (teacher on keyframes) with ``--steps-per-frame``
 training steps after each and ``--final-steps`` at the end. Topic defaults: the bag's
 ``n3f_synth.json`` when present (``n3f synth --bag``), else the RealSense wrapper names.
 
@@ -96,29 +96,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-class _TimedTeacher:
-    """Teacher wrapper summing the wall time of its calls (synchronising CUDA for honest numbers)."""
-
-    def __init__(self, teacher, device):
-        self._teacher = teacher
-        self._cuda = getattr(device, 'type', str(device)) == 'cuda'
-        self.seconds = 0.0
-        self.calls = 0
-
-    def __getattr__(self, name):
-        return getattr(self._teacher, name)
-
-    def __call__(self, frame):
-        import torch
-        t0 = time.perf_counter()
-        out = self._teacher(frame)
-        if self._cuda:
-            torch.cuda.synchronize()
-        self.seconds += time.perf_counter() - t0
-        self.calls += 1
-        return out
-
-
 def _check_args(args) -> str | None:
     checks = [
         (args.steps_per_frame >= 0 and args.final_steps >= 0, '--steps-per-frame and --final-steps must be >= 0'),
@@ -139,7 +116,7 @@ def _check_args(args) -> str | None:
 
 
 def _mapper_config(args):
-    from n3f_ros.core.mapper import MapperConfig
+    from n3f_ros.core.mapping import MapperConfig
     return MapperConfig(
         teacher_model=args.teacher, teacher_checkpoint=args.checkpoint, teacher_random_init=args.random_init,
         teacher_input_width=args.teacher_width, feature_dim=args.feature_dim, device=args.device,
@@ -167,14 +144,13 @@ def run(args) -> int:
     err = _check_args(args)
     if err:
         return _fail(err, 2)
-    import numpy as np
     import torch
     from tqdm import tqdm
 
     from n3f_ros.bag.frames import BagFrameSource, read_synth_metadata, resolve_inputs
     from n3f_ros.bag.reader import BagError, BagReader
     from n3f_ros.core.cloud import save_cloud_views_png, write_ply
-    from n3f_ros.core.mapper import Mapper
+    from n3f_ros.core.mapping import Mapper
     from n3f_ros.core.teacher import TeacherError
 
     if args.threads:
@@ -210,8 +186,7 @@ def run(args) -> int:
         except (TeacherError, ValueError) as exc:
             hint = ' [n3f process: --checkpoint FILE, or --random-init for tests]' if 'weights' in str(exc) else ''
             return _fail(f'cannot build the engine: {exc}{hint}')
-        teacher = _TimedTeacher(mapper.teacher, mapper.device)
-        mapper.teacher = teacher
+        teacher = mapper.teacher
         total = source.image_count if not args.max_frames else min(args.max_frames, source.image_count)
         if not args.quiet:
             print(f'n3f process: {reader.path}: {total} images on {inputs.image}, poses from {inputs.pose} '
@@ -253,7 +228,7 @@ def run(args) -> int:
         'bag': str(reader.path), 'inputs': inputs.as_dict(), 'frames': stats.as_dict(),
         'teacher': {'name': teacher.name, 'random_init': bool(args.random_init),
                     'checkpoint': args.checkpoint or None, 'input_width': args.teacher_width,
-                    'calls': teacher.calls},
+                    'calls': mapper.stats().get('teacher_calls', 0)},
         'device': str(mapper.device), 'torch_threads': torch.get_num_threads(),
         'keyframes': len(mapper.keyframes),
         'settings': {k: getattr(args, k) for k in ('steps_per_frame', 'final_steps', 'voxel', 'segments',
@@ -264,7 +239,7 @@ def run(args) -> int:
         summary['error'] = (f'nothing to map: {len(mapper.keyframes)} keyframe(s) from {stats.frames_used} '
                             f'usable frame(s); the field needs {mapper.config.bounds_keyframes} keyframes '
                             '(does the camera move? are poses and camera_info recorded?)')
-        _write_summary(out, summary, timing, t_start, stats.frames_used, teacher)
+        _write_summary(out, summary, timing, t_start, stats.frames_used, mapper.stats())
         return _fail(summary['error'] + f'; frames: {json.dumps(stats.as_dict())}')
     if args.final_steps:
         t0 = time.perf_counter()
@@ -282,7 +257,7 @@ def run(args) -> int:
     cloud = mapper.cloud(force=True)
     timing['cloud_s'] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    labels = cloud.labels if cloud.labels is not None else np.zeros(len(cloud), np.uint32)
+    labels = cloud.labels
     write_ply(out / CLOUD_FILE, cloud.xyz, cloud.pca_rgb, labels)
     mapper.save(str(out / MAP_FILE))
     segs = _segments(labels)
@@ -297,7 +272,7 @@ def run(args) -> int:
         'segments': segs,
         'files': {'cloud': CLOUD_FILE, 'map': MAP_FILE, 'views': VIEWS_FILE, 'summary': SUMMARY_FILE},
     })
-    _write_summary(out, summary, timing, t_start, stats.frames_used, teacher)
+    _write_summary(out, summary, timing, t_start, stats.frames_used, mapper.stats())
     if not args.quiet:
         print(f'n3f process: {stats.frames_used}/{stats.frames_read} frames used '
               f'({stats.frames_dropped} dropped{": " + json.dumps(dict(stats.dropped)) if stats.dropped else ""}), '
@@ -306,19 +281,21 @@ def run(args) -> int:
     return 0
 
 
-def _write_summary(out: Path, summary: dict, timing: dict, t_start: float, frames_used: int, teacher) -> None:
+def _write_summary(out: Path, summary: dict, timing: dict, t_start: float, frames_used: int, engine: dict) -> None:
+    """Write summary.json; ``engine``: ``Mapper.stats()`` (teacher calls and seconds)."""
     timing['total_s'] = time.perf_counter() - t_start
     per_frame = {}
     if frames_used:
         per_frame = {'read_decode_ms': 1e3 * timing['read_decode_s'] / frames_used,
                      'integrate_ms': 1e3 * timing['integrate_s'] / frames_used}
-    if teacher.calls:
-        per_frame['teacher_ms_per_keyframe'] = 1e3 * teacher.seconds / teacher.calls
+    calls, teacher_s = engine.get('teacher_calls', 0), engine.get('teacher_total_s', 0.0)
+    if calls:
+        per_frame['teacher_ms_per_keyframe'] = 1e3 * teacher_s / calls
     steps = summary.get('training_steps', {})
     n_steps = steps.get('online', 0) + steps.get('final', 0)
     if n_steps:
         per_frame['train_ms_per_step'] = 1e3 * (timing['train_s'] + timing['final_train_s']) / n_steps
-    timing['teacher_s'] = teacher.seconds
+    timing['teacher_s'] = teacher_s
     summary['timings'] = {**{k: round(v, 4) for k, v in timing.items()},
                           'means': {k: round(v, 3) for k, v in per_frame.items()}}
     tmp = out / (SUMMARY_FILE + '.tmp')

@@ -30,22 +30,27 @@ import torch
 import torch.nn.functional as F
 
 from n3f_ros.core.camera import PinholeCamera, invert_pose
+from n3f_ros.core.options import option
 
 
 @dataclass
 class StereoConfig:
-    num_planes: int = 48             # coarse depth hypotheses, uniform in inverse depth
-    refine_planes: int = 9           # fine hypotheses per pixel, spanning +-1 coarse step
-    window: int = 5                  # px: side of the (odd) ZNCC window
-    min_score: float = 0.6           # ZNCC (-1..1) of the best half of the sources a pixel needs
-    min_texture: float = 0.02        # standard deviation of grey level (0..1) in the window
-    min_peak_margin: float = 0.05    # best coarse score minus the best one >= 3 planes away
-    max_sources: int = 4             # source keyframes per reference
-    min_sources: int = 2             # sources that must see a pixel (1 when only one exists)
-    target_angle_deg: float = 10.0   # preferred triangulation angle at the scene
-    min_angle_deg: float = 2.0       # sources with a smaller triangulation angle are useless
-    max_angle_deg: float = 40.0      # and with a larger one (or optical axes further apart) too warped
-    plane_chunk: int = 16            # hypotheses warped at once (bounds memory at large sizes)
+    num_planes: int = option(48, 'coarse depth hypotheses of the plane sweep, uniform in inverse depth',
+                             range=(4, 512))
+    refine_planes: int = option(9, 'fine hypotheses per pixel, spanning +-1 coarse step', range=(3, 64))
+    window: int = option(5, 'side of the (odd) ZNCC window', 'px', (3, 31))
+    min_score: float = option(0.6, 'ZNCC (-1..1) of the best half of the sources a pixel needs', range=(-1.0, 1.0))
+    min_texture: float = option(0.02, 'standard deviation of grey level (0..1) a window needs', range=(0.0, 1.0))
+    min_peak_margin: float = option(0.05, 'best coarse score minus the best one >= 3 planes away',
+                                    range=(0.0, 2.0))
+    max_sources: int = option(4, 'source keyframes per reference keyframe', range=(1, 16))
+    min_sources: int = option(2, 'sources that must see a pixel (1 when only one exists)', range=(1, 16))
+    target_angle_deg: float = option(10.0, 'preferred triangulation angle at the scene', 'deg', (0.1, 90.0))
+    min_angle_deg: float = option(2.0, 'sources with a smaller triangulation angle are not used', 'deg',
+                                  (0.0, 90.0))
+    max_angle_deg: float = option(40.0, 'sources with a larger angle (or optical axes further apart) are not '
+                                  'used', 'deg', (0.1, 180.0))
+    plane_chunk: int = option(16, 'hypotheses warped at once (bounds memory at large sizes)', range=(1, 512))
 
     def __post_init__(self):
         if self.window < 3 or self.window % 2 == 0:

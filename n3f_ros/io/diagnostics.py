@@ -2,9 +2,9 @@
 
 The node publishes three DiagnosticStatus entries (names prefixed with the node name):
 
-* ``input``: per-topic message rates [Hz], frames submitted [Hz], ``rejected/<reason>`` counts
-  (SPEC §4) and ``rejected/<topic>/<reason>``, ``warning/<what>`` counts; WARN while rejections
-  increase.
+* ``input``: per-topic message rates [Hz] and ``received/<topic>`` counts, frames submitted [Hz],
+  ``rejected/<reason>`` counts (SPEC §4) and ``rejected/<topic>/<reason>``, ``warning/<what>``
+  counts; WARN while rejections increase.
 * ``mapper``: the Mapper's stats (keyframes, training steps, losses, queue drops, stage timings
   in ms, ``frames_integrated`` and its rate [Hz]); WARN when paused or on worker errors.
 * ``memory``: resident set size [MiB], CUDA memory allocated/reserved [MiB] when CUDA is used.
@@ -82,6 +82,7 @@ def statuses(node_name: str, counters: dict, rates: dict, mapper_stats: dict, ma
     rejected = {k: v for k, v in counters.items() if k.startswith('rejected/')}
     total = sum(v for k, v in rejected.items() if k.count('/') == 1)
     inp = {f'rate/{k[9:]}': round(v, 3) for k, v in rates.items() if k.startswith('received/')}
+    inp.update(sorted((k, v) for k, v in counters.items() if k.startswith('received/')))
     inp.update(frames_submitted_hz=round(rates.get('frames_submitted', 0.0), 3),
                frames_submitted=counters.get('frames_submitted', 0), rejected_total=total)
     inp.update(sorted(rejected.items()))

@@ -236,10 +236,7 @@ def query_markers(header: Header, box_center=None, box_extent=None, box_R=None, 
     delete = Marker(header=header, ns=ns, id=0, action=Marker.DELETEALL)
     markers = [delete]
     if box_center is not None and box_extent is not None:
-        R = np.eye(3) if box_R is None else np.asarray(box_R, dtype=np.float64)
-        if np.linalg.det(R) < 0:            # a reflection has no quaternion: flip one axis
-            R = R.copy()
-            R[:, 2] *= -1
+        R = np.eye(3) if box_R is None else np.asarray(box_R, dtype=np.float64)   # a rotation (det +1)
         ext = np.asarray(box_extent, dtype=np.float64)
         markers.append(_marker(header, ns, 1, Marker.CUBE, box_center, rot_to_quat(R), ext,
                                (0.1, 0.9, 0.2, 0.35)))

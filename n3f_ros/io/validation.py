@@ -19,6 +19,9 @@ from n3f_ros.core.camera import PinholeCamera
 from n3f_ros.core.raster import clean_depth, resize_nearest, valid_depth
 from n3f_ros.io.decode import MessageError
 
+#: default largest lead (seconds) of a stamp over the node clock
+MAX_FUTURE_DT = 1.0
+
 __all__ = ['MessageError', 'StampMonitor', 'align_depth', 'check_depth', 'consistent_scale', 'fit_camera']
 
 
@@ -32,7 +35,7 @@ class StampMonitor:
     (after a bag restarts from the beginning, call the node's ``~/reset``).
     """
 
-    def __init__(self, max_future_dt: float = 1.0):
+    def __init__(self, max_future_dt: float = MAX_FUTURE_DT):
         self.max_future_dt = float(max_future_dt)
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()

@@ -1,12 +1,13 @@
-"""The n3f node (SPEC §3): thin ROS glue around :class:`n3f_ros.core.mapper.Mapper`.
+"""The n3f node (SPEC §3): thin ROS glue around :class:`n3f_ros.core.mapping.Mapper`.
 
 Threads and callback groups (MultiThreadedExecutor):
 
 * ``poses`` (mutually exclusive): pose / odom callbacks, in their own group so that a flood of
   images on a slow CPU cannot starve them (images wait for a pose at or after their stamp).
 * ``input`` (mutually exclusive): image / compressed image / depth / camera_info callbacks and a
-  20 Hz poll timer. Both input groups only decode, validate, pair (``sync.FrameAssembler``, thread
-  safe) and ``Mapper.submit`` (bounded queue, newest wins): never the teacher or training.
+  20 Hz poll timer. Both input groups only decode, validate, pair (``io.frame_assembler``, thread
+  safe), check plausibility (``Mapper.check_frame``) and ``Mapper.submit`` (bounded queue, newest
+  wins): never the teacher or training.
 * the Mapper's own worker thread: teacher + keyframes + training.
 * ``output``: feature_cloud / feature_image / keyframes timer (cloud_rate).
 * ``queries``: query/point, query/name, prototypes/save and the services.
@@ -15,14 +16,13 @@ Threads and callback groups (MultiThreadedExecutor):
 Every malformed message is dropped, counted per reason (``diagnostics``: ``rejected/<reason>``)
 and logged at most every :data:`LOG_PERIOD` seconds per (topic, reason); callbacks never raise.
 
-Query answers (all latched: reliable, transient local, depth 1; header stamp = the query's stamp;
-for ``query/name``, a String without a stamp, the node clock at arrival), in this order:
-``query/pose``, ``query/markers``, ``edit/cloud``, ``query/cloud``, then ``query/mask`` (rendered
-from the field: the slow part, so it comes last and only while query/mask has a subscriber). A query
-that cannot be answered (empty map, nothing found, unknown prototype, wrong frame, NaN point) is
-answered with an *empty* result so clients never hang: a 0-point ``query/cloud``, a DELETEALL-only
-``query/markers``, an all-zero ``query/mask`` (0x0 when no image was seen yet), ``edit/cloud`` =
-the whole scene ('remove') or nothing ('extract'), and no ``query/pose``; the reason is logged.
+Query answers (all latched: reliable, transient local, depth 1) are built by
+:func:`n3f_ros.io.answers.query_answer` (the answer policy, empty answers included, lives there)
+and published in this order: ``query/pose``, ``query/markers``, ``edit/cloud``, ``query/cloud``,
+then ``query/mask`` (rendered from the field: the slow part, so it comes last and only while
+query/mask has a subscriber). Header stamp = the query's stamp (for ``query/name``, a String
+without a stamp, the node clock at arrival). A query that cannot be answered is answered empty,
+with the reason logged.
 
 Clouds: ``feature_cloud`` = x y z rgb(PCA of features) label; ``query/cloud`` = x y z rgb(observed
 colour) similarity; ``edit/cloud`` = x y z rgb(observed colour) label.
@@ -47,11 +47,13 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
-from n3f_ros.io import decode, diagnostics, encode
+from n3f_ros.core.mapping.config import LIVE_SETTINGS
+from n3f_ros.core.mapping.plausibility import FrameRejected, check_pose
+from n3f_ros.io import answers, decode, diagnostics, encode
 from n3f_ros.io.decode import MessageError
-from n3f_ros.ros.parameters import PARAMETERS, descriptor, validate
 from n3f_ros.io.frame_assembler import FrameAssembler
 from n3f_ros.io.validation import StampMonitor
+from n3f_ros.ros.parameters import PARAMETERS, descriptor, validate
 
 #: seconds between two log lines for the same (topic, reason)
 LOG_PERIOD = 5.0
@@ -87,8 +89,7 @@ class N3FNode(Node):
 
         self.stamps = StampMonitor(self.p['max_future_dt'])
         self.assembler = FrameAssembler(max_pose_dt=self.p['max_pose_dt'], use_depth=self.p['use_depth'],
-                                        min_depth=self.p['min_depth'], max_depth=self.p['max_depth'],
-                                        hold_time=max(0.3, 4 * self.p['max_pose_dt']))
+                                        min_depth=self.p['min_depth'], max_depth=self.p['max_depth'])
         self.mapper = mapper if mapper is not None else self._build_mapper()
         self.mapper.start()
         self._create_interfaces()
@@ -119,7 +120,7 @@ class N3FNode(Node):
         return values
 
     def _build_mapper(self):
-        from n3f_ros.core.mapper import Mapper, MapperConfig
+        from n3f_ros.core.mapping import Mapper, MapperConfig
         try:
             return Mapper(MapperConfig.from_dict(self.p))
         except Exception as e:
@@ -249,8 +250,8 @@ class N3FNode(Node):
 
     def _on_camera_info(self, msg) -> None:
         cam = decode.decode_camera_info(msg)
-        self._check_stamp('camera_info', msg)
-        self.assembler.set_camera(cam)
+        stamp = self._check_stamp('camera_info', msg)
+        self.assembler.set_camera(cam, stamp)
 
     def _on_depth(self, msg) -> None:
         if not self.p['use_depth']:
@@ -270,15 +271,20 @@ class N3FNode(Node):
     def _on_pose(self, msg) -> None:
         T = decode.decode_pose(msg)
         self._check_world('pose', msg.header.frame_id)
-        stamp = self._check_stamp('pose', msg)
-        self.assembler.add_pose(stamp, T)
-        self._flush()
+        self._add_pose('pose', msg, T)
 
     def _on_odom(self, msg) -> None:
         T_world_child = decode.decode_odometry(msg)
         self._check_world('odom', msg.header.frame_id)
-        stamp = self._check_stamp('odom', msg)
-        self.assembler.add_pose(stamp, T_world_child @ self.T_child_cam)
+        self._add_pose('odom', msg, T_world_child @ self.T_child_cam)
+
+    def _add_pose(self, topic: str, msg, T_world_cam) -> None:
+        try:
+            check_pose(T_world_cam, self.mapper.config.max_position)
+        except FrameRejected as e:
+            raise MessageError(e.reason, e.text) from e
+        stamp = self._check_stamp(topic, msg)
+        self.assembler.add_pose(stamp, T_world_cam)
         self._flush()
 
     def _flush(self) -> None:
@@ -291,6 +297,11 @@ class N3FNode(Node):
                 self.assembler.warnings[w] = 0
         for af in frames:
             f = af.frame
+            try:
+                self.mapper.check_frame(f)
+            except FrameRejected as e:
+                self._reject('image', MessageError(e.reason, e.text))
+                continue
             self.latest = (f.camera, f.T_world_cam, af.frame_id, f.stamp, f.depth)
             if self.mapper.paused:
                 self.counters.add('frames_paused')
@@ -311,9 +322,8 @@ class N3FNode(Node):
         now = self.get_clock().now()
         header = encode.make_header(now, self.world_frame)
         if cloud is not None and want_cloud:
-            labels = cloud.labels if cloud.labels is not None else np.zeros(len(cloud), np.uint32)
             self.pub_cloud.publish(encode.pointcloud2_msg(
-                {'xyz': cloud.xyz, 'rgb': cloud.pca_rgb, 'label': labels}, header))
+                {'xyz': cloud.xyz, 'rgb': cloud.pca_rgb, 'label': cloud.labels}, header))
             self.counters.add('clouds_published')
         latest = self.latest
         if latest is not None and cloud is not None and want_image:
@@ -347,116 +357,72 @@ class N3FNode(Node):
             xyz = decode.decode_point(msg)
             self._check_world('query/point', msg.header.frame_id)
         except MessageError as e:
-            self._publish_answer(stamp, None, None, f'{e.reason}: {e.text}')
+            self._publish_answer(stamp, None, f'{e.reason}: {e.text}')
             raise
         self._answer(stamp, lambda: self.mapper.query_point(xyz), f'point {np.round(xyz, 3).tolist()}')
 
     def _on_query_name(self, msg) -> None:
         stamp = self.get_clock().now().to_msg()
         name = msg.data.strip()
-        self._answer(stamp, lambda: self.mapper.query_prototype(name), f"prototype '{name}'")
+        self._answer(stamp, lambda: self.mapper.query_prototype(name), f"prototype '{name[:64]}'")
 
     def _on_save_prototype(self, msg) -> None:
-        name = msg.data.strip()
         try:
-            self.mapper.save_prototype(name)
+            name = self.mapper.save_prototype(msg.data)
         except ValueError as e:
-            raise MessageError('no_query', f"cannot save prototype '{name}': {e}") from e
+            raise MessageError('bad_prototype', f'cannot save the prototype: {e}') from e
         self.counters.add('prototypes_saved')
         self.get_logger().info(f"saved the last query's prototype as '{name}'")
 
     def _answer(self, stamp, query, what: str) -> None:
         from n3f_ros.core.cloud import CloudError
         t0 = time.perf_counter()
-        before = self.mapper.cloud()
         try:
-            result = query()
+            result, why = query(), ''
         except (CloudError, KeyError, ValueError) as e:
             result, why = None, str(e).strip('"\'')
-        else:
-            why = 'nothing found' if len(result) == 0 else ''
-        cloud = self.mapper.cloud()
-        if result is not None and (cloud is not before or cloud is None
-                                   or len(cloud) != len(result.all_similarity)):
-            cloud = None                     # the map changed under the query: no colours / edit
-        self._publish_answer(stamp, result, cloud, why, what)
+        self._publish_answer(stamp, result, why, what)
         self.query_latency_ms = 1000.0 * (time.perf_counter() - t0)
         self.counters.add('queries')
 
-    def _publish_answer(self, stamp, result, cloud, why: str, what: str = 'query') -> None:
+    def _publish_answer(self, stamp, result, why: str, what: str = 'query') -> None:
         """Publish the (possibly empty) answer of a query, stamped ``stamp``; mask last."""
         header = encode.make_header(stamp, self.world_frame)
-        latest = self.latest
-        empty = result is None or len(result) == 0
-        if empty:
+        scene = self.mapper.latest_cloud() if self.p['edit_mode'] == 'remove' else None
+        ans = answers.query_answer(result, header, self.p['edit_mode'], why, scene)
+        if ans.empty:
             self.counters.add('queries_empty')
-            self._throttled('query', 'empty', f'{what}: empty answer ({why})', info=True)
-        if empty:
-            self.pub_q_markers.publish(encode.query_markers(header))
-            full = self.mapper.cloud() if self.p['edit_mode'] == 'remove' else None
-            if full is not None:
-                self.pub_edit.publish(self._scene_cloud_msg(full, header))
-            else:
-                self.pub_edit.publish(encode.pointcloud2_msg(
-                    {'xyz': np.zeros((0, 3)), 'rgb': np.zeros((0, 3), np.uint8),
-                     'label': np.zeros(0, np.uint32)}, header))
-            self.pub_q_cloud.publish(encode.pointcloud2_msg(
-                {'xyz': np.zeros((0, 3)), 'rgb': np.zeros((0, 3), np.uint8),
-                 'similarity': np.zeros(0, np.float32)}, header))
-            self._publish_mask(stamp, None, latest)
-            return
-        box = result.box
-        R = np.asarray(box.R, dtype=np.float64)
-        T_obj = np.eye(4)
-        T_obj[:3, :3] = R if np.linalg.det(R) > 0 else R * np.array([1.0, 1.0, -1.0])
-        T_obj[:3, 3] = result.centroid
-        self.pub_q_pose.publish(encode.pose_stamped_msg(T_obj, header))
-        label = f'{result.name or "object"} {result.score:.2f}'
-        self.pub_q_markers.publish(encode.query_markers(header, box.center, box.extent, R, result.centroid,
-                                                        label))
-        if cloud is not None:
-            from n3f_ros.core.cloud import edit_cloud
-            edited = edit_cloud(cloud, result, self.p['edit_mode'])
-            self.pub_edit.publish(self._scene_cloud_msg(edited, header))
-            rgb = cloud.rgb[result.indices]
+            self._throttled('query', 'empty', f'{what}: empty answer ({ans.reason})', info=True)
         else:
-            rgb = np.full((len(result), 3), 255, np.uint8)
-        self.pub_q_cloud.publish(encode.pointcloud2_msg(
-            {'xyz': result.xyz, 'rgb': rgb, 'similarity': result.similarity}, header))
-        self._publish_mask(stamp, result, latest)
-        self.get_logger().info(f'{what}: {len(result)} points, score {result.score:.2f}, centroid '
-                               f'{np.round(result.centroid, 3).tolist()}')
+            self.pub_q_pose.publish(ans.pose)
+        self.pub_q_markers.publish(ans.markers)
+        self.pub_edit.publish(ans.edit)
+        self.pub_q_cloud.publish(ans.cloud)
+        self._publish_mask(stamp, None if ans.empty else result)
+        if not ans.empty:
+            self.get_logger().info(f'{what}: {ans.points} points, score {ans.score:.2f}, centroid '
+                                   f'{np.round(result.centroid, 3).tolist()}')
 
-    def _publish_mask(self, stamp, result, latest) -> None:
+    def _publish_mask(self, stamp, result) -> None:
         """query/mask: the object rendered from the field at the latest frame's camera (all zero
         for an empty result; 0x0 when no image was seen yet). Published last: it is the slow part,
         and only while someone subscribes to query/mask (rendering costs seconds on a CPU)."""
         if self.pub_q_mask.get_subscription_count() == 0:
             return
+        latest = self.latest
         if latest is None:
-            empty = encode.image_msg(np.zeros((0, 0), np.uint8), encode.make_header(stamp, ''))
-            self.pub_q_mask.publish(empty)
+            self.pub_q_mask.publish(answers.mask_message(None, None, stamp, ''))
             return
         cam, T, frame_id, _, depth = latest
         mask = self.mapper.render_mask(result, cam, T, depth) if result is not None else None
-        if mask is None:
-            mask = np.zeros((cam.height, cam.width), bool)
-        self.pub_q_mask.publish(encode.image_msg(mask, encode.make_header(stamp, frame_id)))
-
-    @staticmethod
-    def _scene_cloud_msg(cloud, header):
-        labels = cloud.labels if cloud.labels is not None else np.zeros(len(cloud), np.uint32)
-        return encode.pointcloud2_msg({'xyz': cloud.xyz, 'rgb': cloud.rgb, 'label': labels}, header)
+        self.pub_q_mask.publish(answers.mask_message(mask, cam, stamp, frame_id))
 
     # ------------------------------------------------------------------------------------------
     # services
     # ------------------------------------------------------------------------------------------
     def _srv_reset(self, request, response):
         self.mapper.reset()
-        cam = self.assembler.camera
-        self.assembler.clear()
-        if cam is not None:
-            self.assembler.set_camera(cam)      # intrinsics stay valid across a reset
+        self.assembler.clear(keep_camera=True)      # intrinsics stay valid across a reset
         self.stamps.reset()
         response.success, response.message = True, 'map, pose buffer and stamp history cleared'
         self.get_logger().info(response.message)
@@ -516,14 +482,10 @@ class N3FNode(Node):
             return SetParametersResult(successful=False, reason='min_depth must be < max_depth')
         changed = {k for k in new if new[k] != self.p[k]}
         self.p = new
-        a, cfg = self.assembler, self.mapper.config
-        a.max_pose_dt, a.use_depth = new['max_pose_dt'], new['use_depth']
-        a.min_depth, a.max_depth = new['min_depth'], new['max_depth']
-        a.hold_time = max(0.3, 4 * new['max_pose_dt'])
+        self.assembler.configure(max_pose_dt=new['max_pose_dt'], use_depth=new['use_depth'],
+                                 min_depth=new['min_depth'], max_depth=new['max_depth'])
         self.stamps.max_future_dt = new['max_future_dt']
-        for k in ('use_depth', 'min_depth', 'max_depth', 'query_threshold'):
-            if hasattr(cfg, k):
-                setattr(cfg, k, new[k])
+        self.mapper.update_settings(**{k: new[k] for k in changed & LIVE_SETTINGS})
         if 'cloud_rate' in changed:
             self._cloud_timer.cancel()
             self.destroy_timer(self._cloud_timer)

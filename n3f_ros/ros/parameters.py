@@ -1,10 +1,11 @@
-"""The one table of the node's parameters (SPEC §3, mirrored by ``config/n3f.yaml``).
+"""The node's parameters (SPEC §3): one table, mirrored by ``config/n3f.yaml``.
 
-Each row gives name, default, type, unit, description, range or allowed choices, and whether it
-can change while the node runs (``read_only`` parameters are set at start-up only: with
-``--params-file`` or ``-p``). The node declares every row with a ParameterDescriptor and checks
-every change with :func:`validate`; ``test/ros/test_parameters.py`` checks the table against
-``config/n3f.yaml`` (names, defaults, ranges) so they cannot drift. :func:`parameter_table`
+Engine settings are described once, in ``core/mapping/config.py`` (``MapperConfig`` and the nested
+``field.*``, ``render.*``, ``stereo.*`` configurations, see ``core/options.py``); the settings only
+the node has (frames, topics, rates, files) are described here. :data:`PARAMETERS` joins both in
+the order of :data:`GROUPS`. The node declares every row with a ParameterDescriptor and checks
+every change with :func:`validate`; ``test/ros/test_ros_parameters.py`` checks the table against
+``config/n3f.yaml`` (names, order, defaults, ranges) so they cannot drift. :func:`parameter_table`
 feeds the README's table.
 
 This module imports no ROS package at import time; :func:`descriptor` imports rcl_interfaces.
@@ -12,44 +13,18 @@ This module imports no ROS package at import time; :func:`descriptor` imports rc
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
-from typing import Any
 
+from n3f_ros.core.mapping.config import engine_options
+from n3f_ros.core.options import OptionInfo, check_value, constraint_text
+from n3f_ros.io.pairing import PairingRule
+from n3f_ros.io.validation import MAX_FUTURE_DT
 
-@dataclass(frozen=True)
-class Param:
-    """One parameter. ``type``: 'string' | 'bool' | 'int' | 'double' | 'double_array'.
-    ``range``: inclusive (low, high) for numbers; ``choices``: allowed strings (a regex when
-    ``choice_pattern``); ``length``: required length of an array."""
-
-    name: str
-    default: Any
-    type: str
-    description: str
-    unit: str = ''
-    range: tuple | None = None
-    choices: tuple | None = None
-    choice_pattern: str | None = None
-    length: int | None = None
-    read_only: bool = True
-
-    @property
-    def constraint(self) -> str:
-        """Human-readable range / choices (README, descriptor's additional_constraints)."""
-        if self.range is not None:
-            return f'{self.range[0]:g} .. {self.range[1]:g}'
-        if self.choices:
-            return ' | '.join(self.choices)
-        if self.length:
-            return f'{self.length} values'
-        return ''
-
-
+#: a parameter is an OptionInfo (name, default, type, description, unit, range, choices, length, live)
+Param = OptionInfo
 _S, _B, _I, _D, _A = 'string', 'bool', 'int', 'double', 'double_array'
 
-PARAMETERS: tuple[Param, ...] = (
-    # --- frames and inputs
+#: the parameters only the node has
+NODE_PARAMETERS: tuple[Param, ...] = (
     Param('world_frame', 'map', _S, 'frame of poses and of every published cloud, pose and marker'),
     Param('pose_source', 'pose', _S, "'pose': geometry_msgs/PoseStamped on `pose` (camera optical "
           "frame); 'odom': nav_msgs/Odometry on `odom` composed with camera_extrinsic",
@@ -59,63 +34,66 @@ PARAMETERS: tuple[Param, ...] = (
           '(T_child_cam; used with pose_source odom)', unit='m, quaternion', length=7),
     Param('image_transport', 'raw', _S, "'raw': sensor_msgs/Image on `image`; 'compressed': "
           'sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`', choices=('raw', 'compressed')),
-    Param('use_depth', True, _B, 'use the `depth` topic whenever it publishes (RGB-only otherwise)',
-          read_only=False),
-    Param('stereo_depth', True, _B, 'without depth images, triangulate keyframe depth by multi-view '
-          'stereo between posed keyframes (false: geometry from colour alone, slow to converge)'),
-    Param('min_depth', 0.1, _D, 'depth below this is treated as invalid', 'm', (0.0, 10.0),
-          read_only=False),
-    Param('max_depth', 5.0, _D, 'depth above this is treated as invalid', 'm', (0.1, 100.0),
-          read_only=False),
-    Param('max_pose_dt', 0.05, _D, 'a frame with no pose within this of its stamp is dropped '
-          '(and depth is paired with an image within this)', 's', (0.001, 1.0), read_only=False),
-    Param('max_future_dt', 1.0, _D, 'stamps further than this ahead of the node clock are dropped', 's',
-          (0.0, 3600.0), read_only=False),
-    Param('queue_size', 2, _I, 'frames waiting for the worker (newest wins, drops counted)',
-          range=(1, 100)),
-    # --- teacher
-    Param('teacher_model', 'vit_small_patch16_224.dino', _S,
-          'timm model name of the DINO teacher (e.g. vit_small_patch14_dinov2.lvd142m, '
-          'vit_small_patch8_224.dino)'),
-    Param('teacher_checkpoint', '', _S, "local weights file (.pth/.safetensors); '' = timm/HF cache"),
-    Param('teacher_random_init', False, _B, 'random teacher weights (tests/throughput only)'),
-    Param('teacher_input_width', 320, _I, 'image width fed to the ViT (height keeps aspect)', 'px',
-          (64, 2048)),
-    Param('feature_dim', 64, _I, 'student feature size after PCA of the teacher features', range=(3, 768)),
-    Param('device', 'auto', _S, "'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'",
-          choices=('auto', 'cpu', 'cuda', 'cuda:N'), choice_pattern=r'auto|cpu|cuda(:\d+)?'),
-    # --- keyframes
-    Param('keyframe_translation', 0.05, _D, 'camera motion that makes a new keyframe', 'm', (0.0, 10.0)),
-    Param('keyframe_rotation', 5.0, _D, 'camera rotation that makes a new keyframe', 'deg', (0.0, 180.0)),
-    Param('max_keyframes', 64, _I, 'keyframe buffer size (bounded memory)', range=(2, 10000)),
-    Param('keyframe_width', 160, _I, 'keyframes are stored downsampled to this width', 'px', (16, 1920)),
-    # --- field and training
-    Param('scene_bounds', [0.0, 0.0, 0.0, 0.0, 0.0, 0.0], _A,
-          'xmin ymin zmin xmax ymax zmax in world_frame; all zero = from the first frames', 'm', length=6),
-    Param('rays_per_step', 1024, _I, 'rays per training step', range=(64, 65536)),
-    Param('learning_rate', 0.01, _D, 'Adam learning rate', range=(1e-5, 1.0)),
-    # --- outputs
+    Param('max_pose_dt', PairingRule().max_pose_dt, _D, 'a frame with no pose within this of its stamp is dropped '
+          '(and depth is paired with an image within this)', 's', (0.001, 1.0), live=True),
+    Param('max_future_dt', MAX_FUTURE_DT, _D, 'stamps further than this ahead of the node clock are dropped', 's',
+          (0.0, 3600.0), live=True),
     Param('cloud_rate', 1.0, _D, 'feature_cloud / feature_image / keyframes publication rate', 'Hz',
-          (0.01, 30.0), read_only=False),
-    Param('voxel_size', 0.01, _D, 'voxel size of published clouds', 'm', (0.001, 1.0)),
-    Param('num_segments', 8, _I, 'feature clusters before spatial splitting into segment labels',
-          range=(1, 256)),
-    Param('query_threshold', 0.0, _D, 'cosine-similarity threshold of queries; 0 = automatic',
-          range=(0.0, 1.0), read_only=False),
+          (0.01, 30.0), live=True),
     Param('edit_mode', 'remove', _S, "'remove' (scene without the last queried object) or 'extract' "
-          '(only the object) on edit/cloud', choices=('remove', 'extract'), read_only=False),
-    Param('map_path', '~/.ros/n3f_map.pt', _S, 'file used by ~/save and ~/load (~ expanded)',
-          read_only=False),
-    Param('diagnostics_rate', 1.0, _D, 'diagnostics publication rate', 'Hz', (0.01, 30.0), read_only=False),
+          '(only the object) on edit/cloud', choices=('remove', 'extract'), live=True),
+    Param('map_path', '~/.ros/n3f_map.pt', _S, 'file used by ~/save and ~/load (~ expanded)', live=True),
+    Param('diagnostics_rate', 1.0, _D, 'diagnostics publication rate', 'Hz', (0.01, 30.0), live=True),
 )
 
+#: order of the parameters (README table, config/n3f.yaml): (section title, names or a name prefix)
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ('frames and inputs', ('world_frame', 'pose_source', 'camera_extrinsic', 'image_transport', 'use_depth',
+                           'stereo_depth', 'min_depth', 'max_depth', 'max_pose_dt', 'max_future_dt',
+                           'max_position', 'queue_size')),
+    ('teacher (DINO ViT via timm)', ('teacher_model', 'teacher_checkpoint', 'teacher_random_init',
+                                     'teacher_input_width', 'feature_dim', 'device')),
+    ('keyframes', ('keyframe_translation', 'keyframe_rotation', 'max_keyframes', 'keyframe_width')),
+    ('field and training', ('scene_bounds', 'bounds_keyframes', 'rays_per_step', 'learning_rate', 'seed')),
+    ('outputs', ('cloud_rate', 'voxel_size', 'num_segments', 'query_threshold', 'render_width',
+                 'cloud_refresh_steps', 'pca_fit_steps', 'edit_mode', 'map_path', 'diagnostics_rate')),
+    ('field.*: hash grids and heads of the student field', ('field.',)),
+    ('render.*: volume rendering', ('render.',)),
+    ('stereo.*: RGB-only keyframe depth by plane-sweep stereo', ('stereo.',)),
+)
+
+
+def _ordered(params) -> tuple[Param, ...]:
+    by_name = {p.name: p for p in params}
+    out = []
+    for _, names in GROUPS:
+        for n in names:
+            if n.endswith('.'):
+                out += [p for p in params if p.name.startswith(n)]
+            elif n in by_name:
+                out.append(by_name[n])
+    missing = set(by_name) - {p.name for p in out}
+    if missing:
+        raise RuntimeError(f'parameters missing from GROUPS: {sorted(missing)}')
+    return tuple(out)
+
+
+PARAMETERS: tuple[Param, ...] = _ordered(NODE_PARAMETERS + tuple(engine_options()))
 BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+def group_of(name: str) -> str:
+    """Section title of a parameter."""
+    for title, names in GROUPS:
+        if name in names or any(n.endswith('.') and name.startswith(n) for n in names):
+            return title
+    raise KeyError(name)
 
 
 def parameter_table() -> list[dict]:
     """Rows for documentation: name, default, type, unit, description, constraint, live."""
     return [{'name': p.name, 'default': p.default, 'type': p.type, 'unit': p.unit,
-             'description': p.description, 'constraint': p.constraint, 'live': not p.read_only}
+             'description': p.description, 'constraint': constraint_text(p), 'live': p.live}
             for p in PARAMETERS]
 
 
@@ -131,24 +109,14 @@ def validate(name: str, value) -> str | None:
     p = BY_NAME.get(name)
     if p is None:
         return None                      # e.g. use_sim_time: not ours
-    if p.type == _D and not math.isfinite(float(value)):
-        return f'{name} must be finite'
-    if p.range is not None and not (p.range[0] <= value <= p.range[1]):
-        return f'{name}={value} outside [{p.range[0]:g}, {p.range[1]:g}]'
-    if p.choices is not None:
-        ok = re.fullmatch(p.choice_pattern, str(value)) if p.choice_pattern else value in p.choices
-        if not ok:
-            return f'{name}={value!r}: expected one of {", ".join(p.choices)}'
-    if p.length is not None:
-        v = [float(x) for x in value]
-        if len(v) != p.length:
-            return f'{name} needs {p.length} values, got {len(v)}'
-        if not all(math.isfinite(x) for x in v):
-            return f'{name} must be finite'
-        if name == 'camera_extrinsic' and abs(math.sqrt(sum(x * x for x in v[3:])) - 1.0) > 1e-3:
-            return 'camera_extrinsic quaternion (qx qy qz qw) must have unit length'
-        if name == 'scene_bounds' and any(v) and not all(v[i] < v[i + 3] for i in range(3)):
-            return 'scene_bounds needs xmin < xmax, ymin < ymax, zmin < zmax (or all zero)'
+    err = check_value(p, value)
+    if err or p.length is None:
+        return err
+    v = [float(x) for x in value]
+    if name == 'camera_extrinsic' and abs(math.sqrt(sum(x * x for x in v[3:])) - 1.0) > 1e-3:
+        return 'camera_extrinsic quaternion (qx qy qz qw) must have unit length'
+    if name == 'scene_bounds' and any(v) and not all(v[i] < v[i + 3] for i in range(3)):
+        return 'scene_bounds needs xmin < xmax, ymin < ymax, zmin < zmax (or all zero)'
     return None
 
 
@@ -161,7 +129,7 @@ def descriptor(p: Param):
              _A: ParameterType.PARAMETER_DOUBLE_ARRAY}
     unit = f' [{p.unit}]' if p.unit else ''
     d = ParameterDescriptor(name=p.name, type=types[p.type], description=p.description + unit,
-                            additional_constraints=p.constraint, read_only=p.read_only)
+                            additional_constraints=constraint_text(p), read_only=not p.live)
     if p.range is not None and p.type == _D:
         d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]),
                                                      to_value=float(p.range[1]), step=0.0)]

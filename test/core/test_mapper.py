@@ -9,7 +9,7 @@ from scipy.spatial import cKDTree
 from n3f_ros.core.camera import project_points
 from n3f_ros.core.cloud import QueryError, iou, matched_miou, query_by_point, segment
 from n3f_ros.core.field.render import render_rays
-from n3f_ros.core.mapper import Mapper, MapperConfig
+from n3f_ros.core.mapping import Mapper, MapperConfig
 from n3f_ros.core.persistence import MapFileError
 from n3f_ros.core.synth import make_sequence
 from n3f_ros.core.teacher import SyntheticTeacher

@@ -9,7 +9,7 @@ from n3f_ros.core.camera import PinholeCamera, look_at
 from n3f_ros.core.frame import Frame
 from n3f_ros.core.keyframe_depth import KeyframeStereo
 from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
-from n3f_ros.core.mapper import Mapper, MapperConfig
+from n3f_ros.core.mapping import Mapper, MapperConfig
 from n3f_ros.core.scene_bounds import bounds_from_views
 from n3f_ros.core.stereo import (PlaneSweepStereo, StereoConfig, consistent_views, depth_range, grey,
                                  select_sources, triangulation_angle)

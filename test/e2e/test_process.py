@@ -97,7 +97,7 @@ def test_outputs_and_summary(processed, ply):
 
 def test_map_loads_into_a_fresh_mapper(processed, ply):
     """map.pt is what the node's ~/load reads (Mapper.load): same keyframes, steps and cloud."""
-    from n3f_ros.core.mapper import Mapper, MapperConfig
+    from n3f_ros.core.mapping import Mapper, MapperConfig
     out, s = processed
     m = Mapper(MapperConfig(device='cpu'), teacher=object())   # a loaded map needs no teacher
     m.load(str(out / 'map.pt'))

@@ -27,7 +27,7 @@ def test_names_and_defaults_equal_yaml():
 def test_ranges_equal_yaml_comments():
     ranges = {}
     for line in YAML.read_text().splitlines():
-        m = re.match(rf'\s*(\w+):.*range ({NUM})\.\.({NUM})', line)
+        m = re.match(rf'\s*([\w.]+):.*range ({NUM})\.\.({NUM})', line)
         if m:
             ranges[m.group(1)] = (float(m.group(2)), float(m.group(3)))
     assert ranges == {p.name: tuple(float(v) for v in p.range) for p in P.PARAMETERS if p.range}

@@ -17,7 +17,7 @@ class FeatureCloud:
     rgb:      (N, 3) uint8, observed colour.
     features: (N, D) float32, L2-normalised rows (checked to 1e-2).
     pca_rgb:  (N, 3) uint8, PCA colouring of ``features`` (see ``FeaturePCA``).
-    labels:   (N,) uint32 segment ids (0 = unlabelled) or None.
+    labels:   (N,) uint32 segment ids, 0 = unlabelled (None given: all 0).
 
     Inputs are validated and cast in ``__post_init__`` (CloudError on bad shapes, NaN/inf,
     non-unit features, out-of-range colours). An empty cloud (N = 0) is allowed.
@@ -35,8 +35,7 @@ class FeatureCloud:
         self.rgb = check_uint8_colors(self.rgb, n, 'rgb')
         self.features = check_features(self.features, n, 'features', require_unit=True)
         self.pca_rgb = check_uint8_colors(self.pca_rgb, n, 'pca_rgb')
-        if self.labels is not None:
-            self.labels = check_labels(self.labels, n, 'labels')
+        self.labels = check_labels(np.zeros(n, np.uint32) if self.labels is None else self.labels, n, 'labels')
 
     def __len__(self) -> int:
         return len(self.xyz)
@@ -47,11 +46,10 @@ class FeatureCloud:
         return int(self.features.shape[1])
 
     @classmethod
-    def empty(cls, dim: int, with_labels: bool = False) -> FeatureCloud:
+    def empty(cls, dim: int) -> FeatureCloud:
         """A cloud with no point and feature dimension ``dim``."""
         return cls(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8),
-                   np.zeros((0, int(dim)), np.float32), np.zeros((0, 3), np.uint8),
-                   np.zeros(0, np.uint32) if with_labels else None)
+                   np.zeros((0, int(dim)), np.float32), np.zeros((0, 3), np.uint8))
 
     def subset(self, indices_or_mask) -> FeatureCloud:
         """A new cloud holding the selected points (copies).
@@ -60,8 +58,7 @@ class FeatureCloud:
         allowed). Raises CloudError on a wrong-length mask or out-of-range index.
         """
         sel = as_index(indices_or_mask, len(self))
-        return FeatureCloud(self.xyz[sel], self.rgb[sel], self.features[sel], self.pca_rgb[sel],
-                            None if self.labels is None else self.labels[sel])
+        return FeatureCloud(self.xyz[sel], self.rgb[sel], self.features[sel], self.pca_rgb[sel], self.labels[sel])
 
 
 def as_index(indices_or_mask, n: int) -> np.ndarray:

@@ -3,7 +3,8 @@
 Input points are normalised to the unit cube [0, 1]^3 by the caller (the field does it from its
 scene bounds). Coarse levels whose grid fits in the table are indexed densely (1:1), finer levels
 through the spatial hash of the paper. tiny-cuda-nn is used instead when it is importable and the
-device is CUDA (same interface), see ``make_hash_grid``.
+device is CUDA (same interface), see ``make_hash_grid``; the two lay out their parameters
+differently, so a map records which one it was trained with (``impl``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 _PRIMES = (1, 2654435761, 805459861)
-
+#: values of ``FieldConfig.grid``
+GRID_CHOICES = ('auto', 'torch', 'tcnn')
 
 
 class HashGrid(nn.Module):
@@ -22,6 +24,8 @@ class HashGrid(nn.Module):
 
     forward(x (N, 3) in [0, 1]) -> (N, n_levels * n_features) float32.
     """
+
+    impl = 'torch'
 
     def __init__(self, n_levels: int = 12, n_features: int = 2, log2_table: int = 17,
                  base_resolution: int = 16, max_resolution: int = 512):
@@ -50,7 +54,9 @@ class HashGrid(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (N, 3) in [0, 1]
         n = x.shape[0]
-        pos = x.clamp(0.0, 1.0)[:, None, :] * self.resolution[None, :, None]   # (N, L, 3)
+        # NaN / inf can never become an index: NaN -> 0, +-inf -> the cube's faces (then clamped)
+        x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
+        pos = x[:, None, :] * self.resolution[None, :, None]                  # (N, L, 3)
         # clamp so x = 1 lands in the last cell with frac = 1 (its upper corner stays inside the level)
         p0f = torch.minimum(pos.floor(), self.resolution[None, :, None] - 1)
         frac = pos - p0f                                                       # (N, L, 3)
@@ -99,20 +105,35 @@ class _WeightedGather(torch.autograd.Function):
         return grad, None, None
 
 
-def make_hash_grid(device: torch.device, **kwargs) -> nn.Module:
-    """A hash grid on ``device``: tiny-cuda-nn's fused encoding when available on CUDA."""
-    if device.type == 'cuda':
-        try:
-            import tinycudann as tcnn  # noqa: PLC0415 (optional dependency)
-        except ImportError:
-            tcnn = None
-        if tcnn is not None:
-            return _TcnnGrid(tcnn, **kwargs).to(device)
+def tcnn_available(device: torch.device) -> bool:
+    """True when tiny-cuda-nn imports and ``device`` is CUDA."""
+    if device.type != 'cuda':
+        return False
+    try:
+        import tinycudann  # noqa: F401, PLC0415 (optional dependency)
+    except ImportError:
+        return False
+    return True
+
+
+def make_hash_grid(device: torch.device, grid: str = 'auto', **kwargs) -> nn.Module:
+    """A hash grid on ``device``. ``grid``: 'torch', 'tcnn' (raises ValueError when tiny-cuda-nn or
+    CUDA is missing) or 'auto' (tcnn when available, else torch)."""
+    if grid not in GRID_CHOICES:
+        raise ValueError(f'hash grid must be one of {GRID_CHOICES}, got {grid!r}')
+    use_tcnn = tcnn_available(device) if grid == 'auto' else grid == 'tcnn'
+    if use_tcnn:
+        if not tcnn_available(device):
+            raise ValueError(f"hash grid 'tcnn' needs CUDA and the tinycudann package (device {device})")
+        import tinycudann as tcnn  # noqa: PLC0415
+        return _TcnnGrid(tcnn, **kwargs).to(device)
     return HashGrid(**kwargs).to(device)
 
 
 class _TcnnGrid(nn.Module):
     """tiny-cuda-nn HashGrid with HashGrid's interface (float32 out)."""
+
+    impl = 'tcnn'
 
     def __init__(self, tcnn, n_levels=12, n_features=2, log2_table=17, base_resolution=16,
                  max_resolution=512):
@@ -124,4 +145,4 @@ class _TcnnGrid(nn.Module):
         self.out_dim = n_levels * n_features
 
     def forward(self, x):
-        return self.enc(x.clamp(0.0, 1.0)).float()
+        return self.enc(torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)).float()

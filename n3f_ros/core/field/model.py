@@ -14,22 +14,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from n3f_ros.core.field.hashgrid import make_hash_grid
+from n3f_ros.core.field.hashgrid import GRID_CHOICES, make_hash_grid
+from n3f_ros.core.options import option
 
 
 @dataclass
 class FieldConfig:
     """Sizes of the field. Resolutions are grid cells across the longest side of the bounds."""
 
-    feature_dim: int = 64
-    geo_levels: int = 12
-    geo_log2_table: int = 17
-    geo_max_resolution: int = 256
-    feat_levels: int = 8
-    feat_log2_table: int = 16
-    feat_max_resolution: int = 128
-    hidden: int = 64
-    geo_features: int = 15
+    feature_dim: int = 64              # set from the teacher features' (PCA) size, not a parameter
+    geo_levels: int = option(12, 'levels of the geometry hash grid', range=(1, 24))
+    geo_log2_table: int = option(17, 'log2 of the geometry hash table size per level', range=(8, 24))
+    geo_max_resolution: int = option(256, 'finest geometry grid resolution across the scene', 'cells',
+                                     (16, 8192))
+    feat_levels: int = option(8, 'levels of the feature hash grid', range=(1, 24))
+    feat_log2_table: int = option(16, 'log2 of the feature hash table size per level', range=(8, 24))
+    feat_max_resolution: int = option(128, 'finest feature grid resolution across the scene', 'cells',
+                                      (8, 8192))
+    hidden: int = option(64, 'hidden width of the density / colour / feature heads', range=(8, 1024))
+    geo_features: int = option(15, 'geometry features passed from the density head to the colour head',
+                               range=(1, 256))
+    grid: str = option('auto', "hash grid implementation: 'torch' (pure PyTorch, any device), 'tcnn' "
+                       "(tiny-cuda-nn, CUDA only) or 'auto' (tcnn when on CUDA and importable). Maps record "
+                       'the one used', choices=GRID_CHOICES)
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -50,10 +57,10 @@ class FeatureField(nn.Module):
         if not np.all(np.isfinite(bounds)) or np.any(bounds[1] - bounds[0] <= 0):
             raise ValueError(f'invalid scene bounds {bounds.tolist()}')
         self.register_buffer('bounds', torch.as_tensor(bounds, device=device))
-        self.geo_grid = make_hash_grid(device, n_levels=cfg.geo_levels, n_features=2,
+        self.geo_grid = make_hash_grid(device, cfg.grid, n_levels=cfg.geo_levels, n_features=2,
                                        log2_table=cfg.geo_log2_table, base_resolution=16,
                                        max_resolution=cfg.geo_max_resolution)
-        self.feat_grid = make_hash_grid(device, n_levels=cfg.feat_levels, n_features=2,
+        self.feat_grid = make_hash_grid(device, cfg.grid, n_levels=cfg.feat_levels, n_features=2,
                                         log2_table=cfg.feat_log2_table, base_resolution=8,
                                         max_resolution=cfg.feat_max_resolution)
         self.density_head = _mlp(self.geo_grid.out_dim, cfg.hidden, 1 + cfg.geo_features)
@@ -66,6 +73,11 @@ class FeatureField(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.bounds.device
+
+    @property
+    def grid_impl(self) -> str:
+        """The hash grid implementation in use: 'torch' or 'tcnn' (state dicts of the two differ)."""
+        return self.geo_grid.impl
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """World points (N, 3) -> unit cube coordinates (N, 3) (the longest side spans [0, 1])."""

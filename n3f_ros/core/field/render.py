@@ -18,15 +18,19 @@ import numpy as np
 import torch
 
 from n3f_ros.core.camera import PinholeCamera, pixel_grid, pixel_rays
+from n3f_ros.core.options import option
 
 
 @dataclass
 class RenderSettings:
-    n_uniform: int = 16          # stratified samples between near and far
-    n_extra: int = 12            # depth-guided or importance samples
-    depth_sigma: float = 0.015   # metres: spread of depth-guided samples
-    near: float = 0.05           # metres: no sample closer than this z-depth
-    feature_weight_min: float = 1e-3   # samples with less normalised weight skip the feature head
+    n_uniform: int = option(16, 'stratified samples per ray between its entry and exit of the scene box',
+                            range=(2, 512))
+    n_extra: int = option(12, 'depth-guided (RGB-D) or importance (RGB-only) samples per ray', range=(0, 512))
+    depth_sigma: float = option(0.015, 'spread of the depth-guided samples around the measured depth', 'm',
+                                (0.0001, 1.0))
+    near: float = option(0.05, 'no sample closer than this z-depth', 'm', (0.0, 10.0))
+    feature_weight_min: float = option(1e-3, 'samples with less normalised weight skip the feature head',
+                                       range=(0.0, 1.0))
 
 
 @dataclass

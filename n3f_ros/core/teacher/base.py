@@ -37,19 +37,6 @@ class TeacherInputError(TeacherError, ValueError):
     """A frame the teacher cannot process (e.g. missing ground-truth instances)."""
 
 
-def resolve_device(device) -> torch.device:
-    """``'auto'`` -> ``cuda`` when available else ``cpu``; anything else via ``torch.device``."""
-    if device is None or (isinstance(device, str) and device.strip().lower() == 'auto'):
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f'invalid device {device!r}: {e}') from e
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise TeacherError(f'device {device!r} requested but CUDA is not available')
-    return dev
-
-
 def l2_normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """``x / max(||x||, eps)`` along the last axis (any shape, float)."""
     return F.normalize(x, p=2.0, dim=-1, eps=eps)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from n3f_ros.core.device import resolve_device
 from n3f_ros.core.frame import Frame
 from n3f_ros.core.teacher.base import (
     CheckpointError,
@@ -30,7 +31,6 @@ from n3f_ros.core.teacher.base import (
     WeightsUnavailableError,
     check_rgb,
     l2_normalize,
-    resolve_device,
 )
 from n3f_ros.core.teacher.checkpoint import find_cached_weights, hf_hub_cache_dir, load_backbone_weights
 

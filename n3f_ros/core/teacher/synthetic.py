@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from n3f_ros.core.frame import Frame
-from n3f_ros.core.teacher.base import Teacher, TeacherInputError, l2_normalize, resolve_device
+from n3f_ros.core.device import resolve_device
+from n3f_ros.core.teacher.base import Teacher, TeacherInputError, l2_normalize
 
 _PROTO, _FAMILY, _VIEW, _PATCH = 0, 1, 2, 3   # stream tags of the random generators
 

@@ -1,0 +1,123 @@
+"""The feature cloud of a map: surface points, voxel-downsampled, with student features, stable PCA
+colours and segment labels — computed from a :class:`MapSnapshot`, outside the mapper's lock.
+
+:class:`CloudCache` keeps the latest cloud and decides when it is stale (a new keyframe, or
+``cloud_refresh_steps`` training steps since it was built). Extraction is serialised by the cache's
+own lock; a caller that finds a (possibly stale) cloud while another thread is extracting gets that
+cloud at once instead of waiting (queries must stay fast while a cloud is being rebuilt).
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import torch
+
+from n3f_ros.core.camera import backproject_depth
+from n3f_ros.core.cloud import FeatureCloud, FeaturePCA, segment, voxel_downsample
+from n3f_ros.core.field.render import render_image
+from n3f_ros.core.mapping.config import MapperConfig
+from n3f_ros.core.mapping.state import MapSnapshot
+
+#: RGB-only clouds: depth is rendered at this many keyframes (spread over the buffer), this wide
+SURFACE_VIEWS, SURFACE_WIDTH = 8, 96
+#: rendered pixels count as surface where the opacity exceeds this
+SURFACE_OPACITY = 0.5
+
+
+def query_radius(config: MapperConfig) -> float:
+    """Connectivity radius (metres) of segments and object queries: 2 voxels links a voxel to its
+    face and edge neighbours (and most corners) without jumping gaps."""
+    return 2.0 * config.voxel_size
+
+
+def surface_points(snap: MapSnapshot, config: MapperConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Surface samples (N, 3) world metres and colours (N, 3) uint8 of the keyframes.
+
+    With depth supervision (measured or stereo): the stored depth back-projected. Colour-only
+    fields: depth rendered at up to :data:`SURFACE_VIEWS` spread keyframes where the opacity
+    exceeds :data:`SURFACE_OPACITY`.
+    """
+    if snap.use_depth:
+        return snap.depth_points()
+    pts, cols = [], []
+    k = len(snap.poses)
+    slots = np.unique(np.linspace(0, k - 1, min(SURFACE_VIEWS, k)).round().astype(int))
+    for s in slots:
+        cam = snap.cameras[s]
+        r = render_image(snap.field, cam, snap.poses[s], config.render_config,
+                         width=min(cam.width, SURFACE_WIDTH), with_features=False)
+        d = np.where(r['acc'] > SURFACE_OPACITY, r['depth'], 0.0)
+        p, idx = backproject_depth(d, r['camera'], snap.poses[s])
+        pts.append(p)
+        cols.append(np.clip(r['rgb'].reshape(-1, 3)[idx] * 255, 0, 255).astype(np.uint8))
+    return np.concatenate(pts), np.concatenate(cols)
+
+
+def extract_cloud(snap: MapSnapshot, config: MapperConfig, pca: FeaturePCA | None
+                  ) -> tuple[FeatureCloud, FeaturePCA | None]:
+    """The feature cloud of ``snap`` coloured by ``pca``, or by a PCA fitted on its features when
+    ``pca`` is None. Returns (cloud, the PCA used; None for an empty cloud)."""
+    pts, cols = surface_points(snap, config)
+    field = snap.field
+    inside = field.inside(torch.as_tensor(pts, dtype=torch.float32, device=field.device)).cpu().numpy()
+    pts, cols = pts[inside], cols[inside]
+    if len(pts) == 0:
+        return FeatureCloud.empty(field.config.feature_dim), pca
+    xyz, attrs = voxel_downsample(pts.astype(np.float32), config.voxel_size, rgb=cols.astype(np.uint8))
+    feats = field.query_features(xyz)
+    if pca is None or not pca.fitted:
+        pca = FeaturePCA().fit(feats)        # a new object: readers of the old one are unaffected
+    if len(xyz) > 1:
+        labels = segment(xyz, feats, n_clusters=config.num_segments, radius=query_radius(config), seed=config.seed)
+    else:
+        labels = np.ones(len(xyz), np.uint32)
+    return FeatureCloud(xyz.astype(np.float32), attrs['rgb'], feats, pca.colors(feats), labels), pca
+
+
+class CloudCache:
+    """The latest cloud of a map and its PCA colours (see the module docstring).
+
+    ``pca``: the FeaturePCA of the cloud's colours (saved with the map; replaced, never changed in
+    place, when refitted); ``pca_steps``: training steps at its last fit (-1 = never).
+    """
+
+    def __init__(self, config: MapperConfig, pca: FeaturePCA | None = None, pca_steps: int = -1):
+        self.config = config
+        self.pca = pca or FeaturePCA()
+        self.pca_steps = pca_steps
+        self.cloud: FeatureCloud | None = None
+        self.version = (-1, -1)
+        self.seconds = float('nan')           # time of the last extraction
+        self._lock = threading.Lock()
+
+    def stale(self, version: tuple) -> bool:
+        return (self.cloud is None or version[0] != self.version[0]
+                or version[1] - self.version[1] >= self.config.cloud_refresh_steps)
+
+    def get(self, version: tuple, snapshot, force: bool = False) -> FeatureCloud | None:
+        """The cloud for map ``version`` ((map version, steps)); ``snapshot()`` is called (it takes
+        the mapper's lock briefly) only when a rebuild is due. Returns the cached cloud without
+        waiting when another thread is rebuilding it (unless ``force``)."""
+        if not force and not self.stale(version):
+            return self.cloud
+        if not self._lock.acquire(blocking=force or self.cloud is None):
+            return self.cloud                  # someone else is rebuilding: the last one will do
+        try:
+            if not force and not self.stale(version):
+                return self.cloud
+            snap = snapshot()
+            if snap is None:
+                return None
+            t0 = time.perf_counter()
+            steps = snap.version[1]
+            refit = self.pca_steps < 0 or steps < self.config.pca_fit_steps
+            cloud, pca = extract_cloud(snap, self.config, None if refit else self.pca)
+            if refit and pca is not None:
+                self.pca, self.pca_steps = pca, steps
+            self.cloud, self.version = cloud, snap.version
+            self.seconds = time.perf_counter() - t0
+            return cloud
+        finally:
+            self._lock.release()

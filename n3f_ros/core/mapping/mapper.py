@@ -1,0 +1,391 @@
+"""The Mapper: the one object the node and the tools talk to (no ROS here).
+
+It owns the threading and delegates the work:
+
+* input — ``submit`` (bounded queue, newest wins) for the background worker, or ``integrate`` /
+  ``train`` synchronously (tools, benchmarks). The worker runs the teacher on new keyframes
+  (outside the lock), stores them, triangulates RGB-only keyframe depth (``KeyframeStereo``, the
+  sweep outside the lock) and trains the field one step at a time between frames;
+* the map — :class:`~n3f_ros.core.mapping.state.MapState` (keyframes, field, trainer, projector),
+  guarded by one lock that is held for a training step, a keyframe insertion or a few-millisecond
+  copy, never for an output;
+* outputs — cloud (``extraction.CloudCache``), feature images and masks (``views``) computed from
+  a snapshot outside the lock; queries on the latest cloud; prototypes (``PrototypeStore``);
+* persistence — ``map_file`` (schema, all-or-nothing validation) and ``core/persistence``
+  (atomic write, safe read); a failed load leaves the map as it was.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+import torch
+
+from n3f_ros.core.camera import PinholeCamera
+from n3f_ros.core.cloud import (FeatureCloud, FeaturePCA, QueryError, QueryResult, edit_cloud, query_by_point,
+                                query_by_prototype)
+from n3f_ros.core.device import resolve_device
+from n3f_ros.core.frame import Frame
+from n3f_ros.core.mapping import views
+from n3f_ros.core.mapping.config import LIVE_SETTINGS, MapperConfig
+from n3f_ros.core.mapping.extraction import CloudCache, query_radius
+from n3f_ros.core.mapping.map_file import decode_map, encode_map
+from n3f_ros.core.mapping.plausibility import FrameRejected, check_frame
+from n3f_ros.core.mapping.prototypes import PrototypeStore
+from n3f_ros.core.mapping.state import MapState
+from n3f_ros.core.persistence import load_map_file, save_map_file
+from n3f_ros.core.raster import clean_depth
+from n3f_ros.core.teacher import make_teacher
+
+log = logging.getLogger(__name__)
+
+
+class Mapper:
+    """See the module docstring. ``teacher``: a built teacher (tests, benchmarks); None = from config."""
+
+    def __init__(self, config: MapperConfig | None = None, teacher=None):
+        self.config = cfg = config or MapperConfig()
+        self.device = resolve_device(cfg.device)
+        if teacher is None and cfg.teacher_model.strip().lower() == 'synthetic':
+            # ground-truth-driven stand-in for DINO (needs Frame.instance: benchmarks and tests only)
+            teacher = make_teacher('synthetic', seed=cfg.seed)
+        elif teacher is None:
+            teacher = make_teacher(cfg.teacher_model, checkpoint=cfg.teacher_checkpoint or None,
+                                   random_init=cfg.teacher_random_init, device=str(self.device),
+                                   input_width=cfg.teacher_input_width)
+        self.teacher = teacher
+        self._lock = threading.RLock()
+        self._queue: collections.deque[Frame] = collections.deque()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self.paused = False
+        self.prototypes = PrototypeStore()
+        self.last_result: QueryResult | None = None
+        self._counters = collections.Counter()
+        self._timing: dict[str, float] = {}
+        self._totals = collections.Counter()
+        self._calls = collections.Counter()
+        self._reset_state()
+
+    # ------------------------------------------------------------------------------------------
+    # state
+    # ------------------------------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self.map = MapState(self.config, self.device)
+        self._clouds = CloudCache(self.config)
+        self.latest_frame: Frame | None = None
+
+    def reset(self) -> None:
+        """Forget the map (keyframes, field, cloud). Prototypes are kept."""
+        with self._lock:
+            self._reset_state()
+            self.last_result = None
+            self._counters['resets'] += 1
+
+    # read-only views of the map for tools and tests (the map object changes on reset / load)
+    keyframes = property(lambda self: self.map.keyframes)
+    field = property(lambda self: self.map.field)
+    trainer = property(lambda self: self.map.trainer)
+    projector = property(lambda self: self.map.projector)
+    train_steps = property(lambda self: self.map.train_steps)
+    pca = property(lambda self: self._clouds.pca)
+
+    @property
+    def query_radius(self) -> float:
+        return query_radius(self.config)
+
+    def update_settings(self, **settings) -> None:
+        """Change the settings that may change while running (``config.LIVE_SETTINGS``)."""
+        unknown = set(settings) - LIVE_SETTINGS
+        if unknown:
+            raise ValueError(f'not live settings: {sorted(unknown)} (live: {sorted(LIVE_SETTINGS)})')
+        with self._lock:
+            for k, v in settings.items():
+                setattr(self.config, k, type(getattr(self.config, k))(v))
+            self.map.stereo.min_depth, self.map.stereo.max_depth = self.config.min_depth, self.config.max_depth
+
+    def stats(self) -> dict:
+        with self._lock:
+            s = dict(self._counters)
+            cloud = self._clouds.cloud
+            s.update(keyframes=len(self.map.keyframes), train_steps=self.map.train_steps,
+                     queue=len(self._queue), paused=self.paused,
+                     cloud_points=len(cloud) if cloud is not None else 0, prototypes=len(self.prototypes))
+            if self.map.trainer is not None:
+                s.update({f'loss_{k}': v for k, v in self.map.trainer.last.items()})
+            s.update({f'{k}_ms': 1000.0 * v for k, v in self._timing.items()})
+            s.update({f'{k}_calls': v for k, v in self._calls.items()})
+            s.update({f'{k}_total_s': v for k, v in self._totals.items()})
+            if np.isfinite(self._clouds.seconds):
+                s['cloud_ms'] = 1000.0 * self._clouds.seconds
+            return s
+
+    def _time(self, key: str, seconds: float) -> None:
+        """Record one run of stage ``key``: ``stats()`` reports ``<key>_ms`` (moving average),
+        ``<key>_calls`` and ``<key>_total_s``."""
+        old = self._timing.get(key)
+        self._timing[key] = seconds if old is None else 0.9 * old + 0.1 * seconds
+        self._totals[key] += seconds
+        self._calls[key] += 1
+
+    # ------------------------------------------------------------------------------------------
+    # input
+    # ------------------------------------------------------------------------------------------
+    def check_frame(self, frame: Frame) -> None:
+        """Raise :class:`FrameRejected` (``.reason``) for a frame the map must not take (see
+        ``plausibility.check_frame``); the node calls it before ``submit`` to count the reason."""
+        with self._lock:
+            bounds = self.map.field.bounds.cpu().numpy() if self.map.field is not None else None
+        check_frame(frame, self.config, bounds)
+
+    def submit(self, frame: Frame) -> bool:
+        """Queue a frame for the worker without blocking. False if an older frame was dropped."""
+        with self._wake:
+            self._counters['frames_submitted'] += 1
+            dropped = False
+            if self.paused:
+                self._counters['frames_dropped_paused'] += 1
+                return False
+            while len(self._queue) >= max(1, self.config.queue_size):
+                self._queue.popleft()
+                self._counters['frames_dropped_queue'] += 1
+                dropped = True
+            self._queue.append(frame)
+            self._wake.notify()
+            return not dropped
+
+    def _prepare(self, frame: Frame) -> Frame:
+        """The frame as the map takes it: depth dropped when ``use_depth`` is off, else cleaned."""
+        if frame.depth is None:
+            return frame
+        cfg = self.config
+        depth = clean_depth(frame.depth, cfg.min_depth, cfg.max_depth) if cfg.use_depth else None
+        return Frame(frame.rgb, frame.camera, frame.T_world_cam, frame.stamp, depth, frame.instance)
+
+    def integrate(self, frame: Frame) -> bool:
+        """Synchronously add a frame: teacher + keyframe insertion. True if it became a keyframe.
+
+        Raises :class:`FrameRejected` for an implausible frame (counted as ``frames_rejected``)."""
+        try:
+            self.check_frame(frame)
+        except FrameRejected:
+            self._counters['frames_rejected'] += 1
+            raise
+        frame = self._prepare(frame)
+        self._counters['frames_integrated'] += 1
+        with self._lock:
+            self.latest_frame = frame
+            novel = self.map.keyframes.is_novel(frame.T_world_cam)
+        if not novel:
+            return False
+        t0 = time.perf_counter()
+        feats = self.teacher(frame).float()                    # (h, w, C) on the teacher's device
+        if feats.is_cuda:
+            torch.cuda.synchronize(feats.device)               # honest timing: kernels are asynchronous
+        self._time('teacher', time.perf_counter() - t0)
+        with self._lock:
+            t0 = time.perf_counter()
+            state = self.map
+            feats = state.projector(feats).to(self.device)     # (h, w, D)
+            slot = state.add_keyframe(frame, feats)
+            self._counters['keyframes_added'] += 1
+            job = None
+            if frame.depth is None and self.config.stereo_depth:
+                bounds = state.stereo_bounds()
+                job = state.stereo.plan(state.keyframes, slot, bounds) if bounds is not None else None
+            self._time('keyframe', time.perf_counter() - t0)
+        if job is not None:
+            # the sweep runs outside the lock: queries and clouds are served meanwhile
+            t0 = time.perf_counter()
+            state.stereo.run(job)
+            with self._lock:
+                n = state.stereo.apply(state.keyframes, job)
+                if n and not self._counters['stereo_keyframes']:
+                    log.info('no depth images: keyframe depth is triangulated by multi-view stereo')
+                self._counters['stereo_keyframes'] += n
+            self._time('stereo', time.perf_counter() - t0)
+        with self._lock:
+            self.map.maybe_create_field()
+        return True
+
+    def train(self, steps: int = 1) -> float:
+        """Run ``steps`` training steps synchronously. Returns the mean loss (nan if no field)."""
+        losses = []
+        for _ in range(steps):
+            with self._lock:
+                trainer = self.map.trainer
+                if trainer is None:
+                    break
+                t0 = time.perf_counter()
+                losses.append(trainer.step()['loss'])
+                self._time('train_step', time.perf_counter() - t0)
+            time.sleep(0)          # let a thread waiting for the lock (query, diagnostics) take it
+        return float(np.mean(losses)) if losses else float('nan')
+
+    # ------------------------------------------------------------------------------------------
+    # background worker
+    # ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name='n3f_mapper', daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._running = False
+        with self._wake:
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def set_paused(self, paused: bool) -> None:
+        with self._wake:
+            self.paused = bool(paused)
+            if self.paused:
+                self._queue.clear()
+            self._wake.notify_all()
+
+    def _run(self) -> None:
+        while self._running:
+            frame = None
+            with self._wake:
+                if self._queue and not self.paused:
+                    frame = self._queue.pop()          # newest
+                    self._queue.clear()
+            try:
+                if frame is not None:
+                    self.integrate(frame)
+                elif not self.paused and self.map.trainer is not None:
+                    self.train(1)
+                else:
+                    with self._wake:
+                        self._wake.wait(0.05)
+            except FrameRejected as e:
+                log.warning('frame rejected: %s', e)
+            except Exception:   # noqa: BLE001 - the worker must survive anything a frame does
+                self._counters['worker_errors'] += 1
+                log.exception('mapper worker error')
+                time.sleep(0.1)
+
+    # ------------------------------------------------------------------------------------------
+    # outputs (computed from snapshots, outside the lock)
+    # ------------------------------------------------------------------------------------------
+    def _snapshot(self):
+        with self._lock:
+            return self.map.snapshot()
+
+    def _map_version(self) -> tuple:
+        with self._lock:
+            return self.map.version, self.map.train_steps
+
+    def cloud(self, force: bool = False) -> FeatureCloud | None:
+        """The current feature cloud (cached; re-extracted when the map changed enough; while
+        another thread re-extracts, the previous cloud). None before the field exists."""
+        return self._clouds.get(self._map_version(), self._snapshot, force)
+
+    def latest_cloud(self) -> FeatureCloud | None:
+        """The last extracted cloud as it is (never extracts; None before the first)."""
+        return self._clouds.cloud
+
+    def render_features(self, camera: PinholeCamera, T_world_cam, depth: np.ndarray | None = None):
+        """Student features seen from a camera (``views.FeatureView``), None before the field exists."""
+        snap = self._snapshot()
+        return None if snap is None else views.render_features(snap, self.config, camera, T_world_cam, depth)
+
+    def feature_image(self, camera: PinholeCamera, T_world_cam, depth=None) -> np.ndarray | None:
+        """PCA colours (h, w, 3) uint8 of the student's features seen from a camera (black where
+        invalid); None before the field exists."""
+        view = self.render_features(camera, T_world_cam, depth)
+        if view is None:
+            return None
+        pca = self._clouds.pca
+        return views.feature_image(view, pca if pca.fitted else FeaturePCA())
+
+    def render_mask(self, result: QueryResult, camera: PinholeCamera, T_world_cam, depth=None) -> np.ndarray | None:
+        """2D retrieval: (H, W) bool mask, at the camera's full size, of the queried object
+        (``views.retrieval_mask``); None before the field exists."""
+        view = self.render_features(camera, T_world_cam, depth)
+        if view is None:
+            return None
+        return views.retrieval_mask(view, result, self.query_radius, camera.width, camera.height)
+
+    def _threshold(self, threshold):
+        if threshold is None and self.config.query_threshold > 0:
+            return self.config.query_threshold
+        return threshold
+
+    def _query_cloud(self) -> FeatureCloud:
+        cloud = self.cloud()
+        if cloud is None or len(cloud) == 0:
+            raise QueryError('the map is empty')
+        return cloud
+
+    def query_point(self, xyz, threshold: float | None = None) -> QueryResult:
+        """Object at world point ``xyz`` (3,) metres. Raises QueryError if it can't be answered."""
+        cloud = self._query_cloud()
+        t0 = time.perf_counter()
+        res = query_by_point(cloud.xyz, cloud.features, np.asarray(xyz, dtype=np.float64),
+                             threshold=self._threshold(threshold), radius=self.query_radius,
+                             seed_radius=0.75 * self.query_radius)
+        res.cloud = cloud
+        self._time('query', time.perf_counter() - t0)
+        self.last_result = res
+        return res
+
+    def query_prototype(self, name: str, threshold: float | None = None) -> QueryResult:
+        """Object best matching the saved prototype ``name``. KeyError if unknown."""
+        proto = self.prototypes.get(name)
+        cloud = self._query_cloud()
+        t0 = time.perf_counter()
+        res = query_by_prototype(cloud.xyz, cloud.features, proto, threshold=self._threshold(threshold),
+                                 radius=self.query_radius, name=name)
+        res.cloud = cloud
+        self._time('query', time.perf_counter() - t0)
+        self.last_result = res
+        return res
+
+    def save_prototype(self, name: str, result: QueryResult | None = None) -> str:
+        """Store the prototype of ``result`` (default: the last query) under ``name``; returns the
+        cleaned name. ValueError (``PrototypeError``) for a bad name, no result or a full store."""
+        result = result or self.last_result
+        if result is None:
+            raise ValueError('no query result to take a prototype from')
+        return self.prototypes.save(name, result.prototype)
+
+    def edit(self, result: QueryResult, mode: str = 'remove') -> FeatureCloud:
+        """Scene without (``remove``) or only (``extract``) the queried object, from the cloud
+        snapshot the query ran on."""
+        cloud = result.cloud if result.cloud is not None else self.cloud()
+        return edit_cloud(cloud, result, mode)
+
+    def keyframe_poses(self) -> list[np.ndarray]:
+        with self._lock:
+            return [T.copy() for T in self.map.keyframes.poses]
+
+    # ------------------------------------------------------------------------------------------
+    # persistence
+    # ------------------------------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Write the map atomically to ``path`` (a crash mid-save leaves the old file intact). Only
+        copying the map holds the lock; writing the file does not."""
+        with self._lock:
+            state = encode_map(self.map, self._clouds.pca, self.prototypes.items())
+        save_map_file(os.path.expanduser(path), state)
+
+    def load(self, path: str) -> None:
+        """Replace the map with the one in ``path``. The new map is built and validated completely
+        first (``map_file.decode_map``); on any error (MapFileError) the current one is untouched."""
+        decoded = decode_map(load_map_file(os.path.expanduser(path)), self.config, self.device)
+        with self._lock:
+            self.prototypes.update(decoded.prototypes)        # validated: raises before storing anything
+            self.map = decoded.state
+            self._clouds = CloudCache(self.config, decoded.pca, decoded.pca_steps)
+            self.latest_frame = None
+            self._counters['maps_loaded'] += 1
