@@ -42,7 +42,8 @@ class Trainer:
         self.config = config or TrainerConfig()
         self.optimizer = torch.optim.Adam(field_.parameters(), lr=self.config.learning_rate,
                                           betas=(0.9, 0.99), eps=1e-15)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)                          # ray sampling (CPU)
+        self.jitter = torch.Generator(device=field_.device).manual_seed(seed + 1)     # sample jitter
         self.steps = 0
         self.last: dict[str, float] = {}
         self.seconds = 0.0
@@ -53,7 +54,8 @@ class Trainer:
         cfg = self.config
         batch = self.keyframes.sample(cfg.rays_per_step, self.generator)
         depth = batch.depth if cfg.use_depth else None
-        out = render_rays(self.field, batch.origins, batch.dirs, cfg.render, depth=depth, perturb=True)
+        out = render_rays(self.field, batch.origins, batch.dirs, cfg.render, depth=depth, perturb=True,
+                          generator=self.jitter)
         loss_rgb = ((out.rgb - batch.rgb) ** 2).mean()
         loss = cfg.w_rgb * loss_rgb
         terms = {'rgb': loss_rgb.item()}

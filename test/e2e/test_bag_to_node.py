@@ -17,6 +17,8 @@ Torch runs on one thread (OMP_NUM_THREADS=1): on 2 shared cores, two threads per
 """
 from __future__ import annotations
 
+import logging
+
 import os
 import subprocess
 import sys
@@ -29,6 +31,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'ros'))
 from ros_test_utils import (diag_counts, diag_value, isolated_objects, object_iou, running_node,  # noqa: E402
                             spinning_node, wait_for)
+
+log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 3
@@ -134,7 +138,7 @@ def test_bag_played_into_the_node_answers_a_query(bag, gt, node, ros):
     keyframes = int(diag_value(diags, 'keyframes') or 0)
     rejected = {kv.key: kv.value for m in diags[-1:] for st in m.status for kv in st.values
                 if kv.key.startswith('rejected/') and kv.value not in ('0', '')}
-    print(f'\nnode ready after {t_ready:.1f} s, bag played (rate {PLAY_RATE}) by {t_played:.1f} s, '
+    log.info(f'\nnode ready after {t_ready:.1f} s, bag played (rate {PLAY_RATE}) by {t_played:.1f} s, '
           f'{TRAIN_STEPS} steps by {t_trained:.1f} s; {integrated} of {FRAMES} frames integrated, '
           f'{keyframes} keyframes, train step {diag_value(diags, "train_step_ms")} ms, '
           f'teacher {diag_value(diags, "teacher_ms")} ms, rejected {rejected}')
@@ -157,9 +161,9 @@ def test_bag_played_into_the_node_answers_a_query(bag, gt, node, ros):
         arr = encode.pointcloud2_to_array(next(e for e in edits if e.header.stamp == stamp))
         rest = np.stack([arr['x'], arr['y'], arr['z']], axis=1)
         ious[label] = object_iou(ans.xyz, rest, gt, label)
-        print(f'query at the top of object {label} {np.round(click, 3).tolist()}: {len(ans)} points '
+        log.info(f'query at the top of object {label} {np.round(click, 3).tolist()}: {len(ans)} points '
               f'({np.sum(gt.labels == label)} in ground truth), IoU {ious[label]:.2f}, latency {latency:.2f} s; '
               f'cloud {len(ans) + len(rest)} points, '
               f'connectivity radius {default_radius(np.vstack([ans.xyz, rest])):.4f} m')
-    print(f'total {time.monotonic() - t0:.1f} s')
+    log.info(f'total {time.monotonic() - t0:.1f} s')
     assert ious[isolated_objects(gt, k=1)[0]] >= MIN_IOU, ious

@@ -10,6 +10,8 @@ instance of its nearest ground-truth surface point.
 """
 from __future__ import annotations
 
+import logging
+
 import json
 import os
 import subprocess
@@ -21,6 +23,8 @@ import numpy as np
 import pytest
 
 from n3f_ros.core.cloud import read_ply
+
+log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 0
@@ -56,7 +60,7 @@ def processed(bag) -> tuple[Path, dict]:
     elapsed = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / 'summary.json').read_text())
-    print(f'\nn3f process: {elapsed:.1f} s wall; timings {json.dumps(summary["timings"])}')
+    log.info(f'\nn3f process: {elapsed:.1f} s wall; timings {json.dumps(summary["timings"])}')
     return out, summary
 
 
@@ -123,18 +127,12 @@ def test_labels_separate_the_objects(processed, ply):
     for seg in np.unique(labels[labels > 0]):
         ids, counts = np.unique(truth[labels == seg], return_counts=True)
         purities[int(seg)] = (counts.max() / counts.sum(), int(ids[counts.argmax()]), int(counts.sum()))
-    print(f'\n{len(labels)} points, {len(purities)} segments, {np.sum(labels == 0)} unlabelled')
+    log.info(f'\n{len(labels)} points, {len(purities)} segments, {np.sum(labels == 0)} unlabelled')
     for seg, (p, obj, n) in purities.items():
-        print(f'  segment {seg}: {n} points, majority instance {obj} ({p:.2f})')
+        log.info(f'  segment {seg}: {n} points, majority instance {obj} ({p:.2f})')
     if purities:
-        print('  matched IoU per instance:',
+        log.info('  matched IoU per instance:',
               {k: round(v, 2) for k, v in matched_ious(labels, truth, ignore=(0,)).items()})
-    if not purities:
-        pytest.xfail('Mapper.cloud() labels every point 0: segment() gets its default radius (2.5 x the '
-                     'median nearest-neighbour spacing, ~4 mm here), but the 1 cm voxel cloud has the '
-                     'table in two voxel layers (z = 0 lies on a voxel boundary), so the spacing is a '
-                     'layer gap, not the voxel pitch; every part is < min_points and is unlabelled. '
-                     'Needs the Mapper to pass a radius derived from voxel_size (reported).')
     good = [p >= PURITY for p, _, _ in purities.values()]
     assert len(purities) >= 2 and np.mean(good) > 0.5, purities
 

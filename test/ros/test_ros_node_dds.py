@@ -7,6 +7,7 @@ downloaded here), so a query's IoU >= 0.5 has to come from the student field and
 clustering working on those features plus geometry. Small images (160x120) and few frames keep
 this short on 2 CPU cores; one node process is shared by the tests of this module.
 """
+import logging
 import time
 
 import numpy as np
@@ -20,6 +21,8 @@ from std_srvs.srv import SetBool, Trigger
 
 from n3f_ros.client import RESULT_QOS, N3FClient
 from n3f_ros.io import encode
+
+log = logging.getLogger(__name__)
 
 SIZE = (160, 120)
 N_FRAMES = 16
@@ -81,7 +84,7 @@ def mapped(ros, scene, node):
     wait_for(lambda: _steps(diags) >= TRAIN_STEPS, 240.0, step=0.5,
              what=lambda: f'{TRAIN_STEPS} training steps (now {_steps(diags)})'
                          f'; {diag_counts(diags)}')
-    print(f'\nmapping: {2 * N_FRAMES} frames played in {played:.1f} s, {integrated} integrated '
+    log.info(f'\nmapping: {2 * N_FRAMES} frames played in {played:.1f} s, {integrated} integrated '
           f'({integrated / played:.2f} frames/s), keyframes {diag_value(diags, "keyframes")}, '
           f'{TRAIN_STEPS} steps after {time.monotonic() - t0:.1f} s, '
           f'train step {diag_value(diags, "train_step_ms")} ms, teacher {diag_value(diags, "teacher_ms")} ms')
@@ -99,7 +102,7 @@ def test_feature_cloud_contract(ros, mapped):
     arr = encode.pointcloud2_to_array(c)
     assert np.all(np.isfinite(arr['x'])) and len(np.unique(arr['label'])) >= 2
     stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in clouds[n0:]]
-    print(f'feature_cloud: {c.width} points, period {np.mean(np.diff(stamps)):.2f} s (cloud_rate 0.5 Hz)')
+    log.info(f'feature_cloud: {c.width} points, period {np.mean(np.diff(stamps)):.2f} s (cloud_rate 0.5 Hz)')
 
 
 def _edit_for(edits, stamp_ns):
@@ -123,7 +126,7 @@ def answers(ros, mapped, scene):
         ans = client.query_point(surface_point(gt, label), frame_id=WORLD)
         latency = time.monotonic() - t
         iou = object_iou(ans.xyz, _edit_for(edits, ans.stamp_ns), gt, label)
-        print(f'object {label}: {len(ans)} points ({np.sum(gt.labels == label)} in ground truth), '
+        log.info(f'object {label}: {len(ans)} points ({np.sum(gt.labels == label)} in ground truth), '
               f'IoU {iou:.2f}, score {ans.score:.2f}, latency {latency:.2f} s (no mask)')
         out[label] = (ans, iou)
     return out
@@ -152,7 +155,7 @@ def test_query_mask(ros, mapped, scene, answers):
     time.sleep(0.5)                                           # the node sees the mask subscriber
     t = time.monotonic()
     ans = masked.query_point(surface_point(gt, max(answers, key=lambda k: answers[k][1])))
-    print(f'query with mask: latency {time.monotonic() - t:.2f} s, mask {ans.mask.mean():.3f} of the image')
+    log.info(f'query with mask: latency {time.monotonic() - t:.2f} s, mask {ans.mask.mean():.3f} of the image')
     masked.close()
     assert ans.mask.shape == (SIZE[1], SIZE[0]) and ans.mask_frame_id == CAM_FRAME and ans.mask.any()
 
@@ -181,7 +184,7 @@ def test_pause_save_reset_load(ros, mapped, scene):
         a2, a3 = answers
         # a1 may come from a cloud cached a few training steps before the save; a2 and a3 are both
         # extracted from the loaded field: identical
-        print(f'before save {len(a1)} points, after load {len(a2)}, after a second load {len(a3)}')
+        log.info(f'before save {len(a1)} points, after load {len(a2)}, after a second load {len(a3)}')
         assert len(a2) and np.array_equal(a2.xyz, a3.xyz)
     finally:
         assert call_service(helper, SetBool, f'{NS}/n3f/pause', data=False).success

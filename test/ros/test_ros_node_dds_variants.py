@@ -8,6 +8,7 @@
 The exact pose composition/interpolation is checked in test_ros_node_glue.py; here the whole
 chain must map the scene and answer queries (see test_ros_node_dds.py for the set-up).
 """
+import logging
 import time
 
 import numpy as np
@@ -22,6 +23,8 @@ from test_ros_node_dds import N_FRAMES, NODE_PARAMS, SEED, SIZE, TRAIN_STEPS
 from n3f_ros.client import RESULT_QOS, N3FClient
 from n3f_ros.core.camera import pose_from_xyz_quat
 from n3f_ros.io import encode
+
+log = logging.getLogger(__name__)
 
 NS = '/dds_variants'
 EXTRINSIC = [0.05, -0.02, 0.1, 0.5, -0.5, 0.5, -0.5]        # x y z qx qy qz qw: base_link -> camera
@@ -64,7 +67,7 @@ def test_input_variant_maps_and_answers(setup):
     wait_for(lambda: int(diag_value(diags, 'train_steps') or 0) >= steps, 400.0, step=0.5,
              what=lambda: f'{steps} training steps (now {diag_value(diags, "train_steps")})'
                          f'; {diag_counts(diags)}')
-    print(f'\n{variant}: integrated {diag_value(diags, "frames_integrated")}, keyframes '
+    log.info(f'\n{variant}: integrated {diag_value(diags, "frames_integrated")}, keyframes '
           f'{diag_value(diags, "keyframes")}, {steps} steps after {time.monotonic() - t0:.1f} s, '
           f'rejected no_pose {diag_value(diags, "rejected/no_pose")}, train step '
           f'{diag_value(diags, "train_step_ms")} ms, submitted {diag_value(diags, "frames_submitted")}')
@@ -87,7 +90,7 @@ def test_input_variant_maps_and_answers(setup):
         ious[label] = object_iou(ans.xyz, np.stack([arr['x'], arr['y'], arr['z']], 1), gt, label)
         # share of the answer whose nearest ground-truth point is on the queried object
         precisions[label] = float(np.mean(gt.labels[tree.query(ans.xyz)[1]] == label)) if len(ans) else 0.0
-        print(f'object {label}: {len(ans)} points ({np.sum(gt.labels == label)} in ground truth), '
+        log.info(f'object {label}: {len(ans)} points ({np.sum(gt.labels == label)} in ground truth), '
               f'IoU {ious[label]:.2f}, precision {precisions[label]:.2f}, score {ans.score:.2f}')
         assert not ans.empty and ans.pose is not None and ans.frame_id == WORLD
     assert max(precisions.values()) >= 0.5, precisions        # the answer is (mostly) the queried object

@@ -332,17 +332,19 @@ def test_bad_input_counted_node_survives(make_node, scene, ros):
     player.pub_image.publish(encode.image_msg(frames[0].rgb, encode.make_header(future, CAM_FRAME)))
     expected['stamp_backwards'] = 2
     expected['stamp_future'] = 1
-    # camera_info of another aspect ratio: the next image is dropped as size_mismatch
+    # camera_info of another aspect ratio: the image stamped with it is dropped as size_mismatch
     from n3f_ros.core.camera import PinholeCamera
-    player.pub_info.publish(camera_info_msg(PinholeCamera(50, 50, 50, 50, 100, 100), h))
+    h_bad = encode.make_header(last + 0.02, CAM_FRAME)
+    player.pub_info.publish(camera_info_msg(PinholeCamera(50, 50, 50, 50, 100, 100), h_bad))
     time.sleep(0.1)
     player.pose_offsets = (0.0,)
     player.publish_pose(last + 0.02 - player.t0)
-    player.pub_image.publish(encode.image_msg(frames[0].rgb, encode.make_header(last + 0.02, CAM_FRAME)))
+    player.pub_image.publish(encode.image_msg(frames[0].rgb, h_bad))
     expected['size_mismatch'] = 1
-    time.sleep(0.1)     # the image takes the camera_info current at its arrival: let it arrive first
-    # an image far from every pose (after restoring a good camera_info)
-    player.pub_info.publish(camera_info_msg(frames[0].camera, h))
+    time.sleep(0.1)
+    # an image far from every pose (after a good camera_info stamped after the bad one: an image
+    # takes the latest camera_info stamped at or before it, io/pairing.py)
+    player.pub_info.publish(camera_info_msg(frames[0].camera, encode.make_header(last + 0.03, CAM_FRAME)))
     time.sleep(0.1)
     player.pub_image.publish(encode.image_msg(frames[0].rgb, encode.make_header(last + 2.0, CAM_FRAME)))
     expected['no_pose'] = 1

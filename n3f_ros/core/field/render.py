@@ -51,21 +51,21 @@ def ray_box(origins: torch.Tensor, dirs: torch.Tensor, bounds: torch.Tensor):
     return near, far, far > near
 
 
-def _stratified(near, far, n, perturb: bool):
+def _stratified(near, far, n, perturb: bool, generator=None):
     # near, far (N,) -> (N, n) sorted t
     u = torch.linspace(0.0, 1.0, n + 1, device=near.device)[:-1]
     u = u[None].expand(len(near), n)
-    u = u + (torch.rand_like(u) if perturb else 0.5) / n
+    u = u + (torch.rand(u.shape, generator=generator, device=u.device) if perturb else 0.5) / n
     return near[:, None] + (far - near)[:, None] * u
 
 
-def _importance(t, weights, n, perturb: bool):
+def _importance(t, weights, n, perturb: bool, generator=None):
     """Inverse-CDF samples (N, n) from piecewise-constant weights on intervals of t (N, S)."""
     mids = 0.5 * (t[:, 1:] + t[:, :-1])
     w = weights[:, 1:-1] + 1e-5
     cdf = torch.cumsum(w / w.sum(-1, keepdim=True), -1)
     cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf], -1)           # (N, S-1)
-    u = torch.rand(len(t), n, device=t.device) if perturb else \
+    u = torch.rand(len(t), n, generator=generator, device=t.device) if perturb else \
         torch.linspace(0.0, 1.0, n, device=t.device)[None].expand(len(t), n)
     u = u.contiguous()
     idx = torch.searchsorted(cdf, u, right=True).clamp(1, cdf.shape[1] - 1)
@@ -85,12 +85,13 @@ def composite(sigma, t, dirs_norm, far):
 
 def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, settings: RenderSettings,
                 depth: torch.Tensor | None = None, perturb: bool = True,
-                with_features: bool = True) -> RenderOut:
-    """Render N rays (origins, dirs (N, 3) world). ``depth`` (N,) metres, <= 0 where unknown."""
+                with_features: bool = True, generator: torch.Generator | None = None) -> RenderOut:
+    """Render N rays (origins, dirs (N, 3) world). ``depth`` (N,) metres, <= 0 where unknown.
+    ``generator`` (on the rays' device): the random source of the sample jitter (``perturb``)."""
     near, far, hit = ray_box(origins, dirs, field.bounds)
     near = near.clamp(min=settings.near)
     far = torch.where(hit & (far > near), far, near + 1e-3)
-    t_uni = _stratified(near, far, settings.n_uniform, perturb)        # (N, U)
+    t_uni = _stratified(near, far, settings.n_uniform, perturb, generator)   # (N, U)
     has_depth = depth > 0 if depth is not None else torch.zeros_like(near, dtype=torch.bool)
     t_extra = torch.empty(len(near), settings.n_extra, device=near.device)
     if settings.n_extra > 0:
@@ -98,7 +99,8 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, settings: Rend
             s = settings.depth_sigma
             offs = torch.linspace(-2.5 * s, 2.5 * s, settings.n_extra, device=near.device)[None]
             if perturb:
-                offs = offs + (torch.rand(int(has_depth.sum()), settings.n_extra, device=near.device) - 0.5) \
+                offs = offs + (torch.rand(int(has_depth.sum()), settings.n_extra, generator=generator,
+                                          device=near.device) - 0.5) \
                     * (5.0 * s / settings.n_extra)
             t_extra[has_depth] = (depth[has_depth, None] + offs).clamp(min=settings.near)
         nd = ~has_depth
@@ -108,7 +110,7 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, settings: Rend
                 pts = origins[nd, None] + t_uni[nd, :, None] * dirs[nd, None]
                 sig = field.density(pts.reshape(-1, 3)).reshape(n, u)
                 w = composite(sig, t_uni[nd], dirs[nd].norm(dim=-1), far[nd])
-                t_extra[nd] = _importance(t_uni[nd], w, settings.n_extra, perturb)
+                t_extra[nd] = _importance(t_uni[nd], w, settings.n_extra, perturb, generator)
     t, _ = torch.sort(torch.cat([t_uni, t_extra], -1), -1)             # (N, S)
     n, s = t.shape
     pts = (origins[:, None] + t[..., None] * dirs[:, None]).reshape(-1, 3)   # (N*S, 3)

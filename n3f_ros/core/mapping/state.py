@@ -134,7 +134,9 @@ class MapState:
             else:
                 bounds = bounds_from_views(self.keyframes.poses)
         fcfg = FieldConfig(**{**asdict(cfg.field_config), 'feature_dim': int(self.keyframes.feat.shape[-1])})
-        self.field = FeatureField(bounds, fcfg, device=self.device)
+        with torch.random.fork_rng(devices=[]):      # the same seed gives the same initial field
+            torch.manual_seed(cfg.seed)
+            self.field = FeatureField(bounds, fcfg, device=self.device)
         # stored depth (measured, or triangulated for RGB-only keyframes) supervises the field
         self.trainer = self.make_trainer(self.measured_depth or cfg.stereo_depth)
         log.info('field created with bounds %s (%s hash grid)', np.round(bounds, 3).tolist(), self.field.grid_impl)

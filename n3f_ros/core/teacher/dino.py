@@ -35,6 +35,8 @@ from n3f_ros.core.teacher.base import (
 from n3f_ros.core.teacher.checkpoint import find_cached_weights, hf_hub_cache_dir, load_backbone_weights
 
 DEFAULT_MODEL = 'vit_small_patch16_224.dino'
+#: torch seed of ``random_init`` weights (throughput tests and benchmarks stay reproducible)
+RANDOM_INIT_SEED = 0
 
 
 def _create_vit(model_name: str, weights=None) -> torch.nn.Module:
@@ -48,7 +50,9 @@ def _create_vit(model_name: str, weights=None) -> torch.nn.Module:
     kwargs = {'pretrained': False, 'num_classes': 0, 'dynamic_img_size': True}
     try:
         if weights is None:
-            model = timm.create_model(model_name, **kwargs)
+            with torch.random.fork_rng(devices=[]):     # random weights, but the same ones every run
+                torch.manual_seed(RANDOM_INIT_SEED)
+                model = timm.create_model(model_name, **kwargs)
         else:
             with torch.device('meta'):
                 model = timm.create_model(model_name, **kwargs)
