@@ -49,7 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description='Render a seeded synthetic tabletop scene along a full camera orbit and write it as '
                     'a scene folder (docs/scene_format.md) or, with --bag, as a rosbag2.')
     p.add_argument('out', nargs='?', default=None,
-                   help='output folder (must not exist, or be empty for a scene folder); optional with --preview')
+                   help='output folder (must not exist, or be empty for a scene folder); '
+                        'optional with --preview or --check')
     p.add_argument('--scene', choices=SCENES, default=SCENES[0],
                    help="scene source: 'synth' (procedural shapes, open3d ray casting) or 'pybullet' "
                         '(photo-textured pybullet_data models, TinyRenderer); default synth')
