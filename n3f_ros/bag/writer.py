@@ -414,7 +414,8 @@ def _metadata(seq, opt: BagOptions) -> dict:
     topics[opt.pose_source] = tp.pose if opt.pose_source == 'pose' else tp.odom
     scene = getattr(seq, 'scene', None)
     meta = {
-        'generator': 'n3f synth', 'seed': getattr(seq, 'seed', None), 'frames': len(seq), 'fps': seq.fps,
+        'generator': 'n3f synth', 'seed': getattr(seq, 'seed', None), 'scene': getattr(scene, 'SOURCE', None),
+        'frames': len(seq), 'fps': seq.fps,
         'camera': {'fx': cam.fx, 'fy': cam.fy, 'cx': cam.cx, 'cy': cam.cy, 'width': cam.width,
                    'height': cam.height},
         'topics': topics, 'storage': opt.storage, 'distro': opt.distro,

@@ -5,6 +5,8 @@ Examples::
     n3f synth /tmp/scene --seed 3 --frames 60 --size 320x240            # scene folder
     n3f synth /tmp/bag --bag --storage mcap --compressed                   # rosbag2, jpeg colour
     n3f synth /tmp/bag_odom --bag --pose-source odom --pose-offset 0.013   # odometry + extrinsic
+    n3f synth /tmp/pb --scene pybullet --size 320x240                      # photo-textured pybullet scene
+    n3f synth --scene pybullet --preview docs/pybullet_scene.png           # picture of a few views only
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import json
 import sys
 import time
 
+#: scene sources (n3f_ros.core.synth.SCENE_SOURCES; not imported here so --help stays fast,
+#: test/core/test_pybullet_scene.py checks they agree)
+SCENES = ('synth', 'pybullet')
 BAG_DEFAULTS = {'storage': 'mcap', 'compressed': False, 'encoding': 'rgb8', 'pose_source': 'pose',
                 'pose_offset': 0.0, 'pose_rate': 3.0, 'extrinsic': None}
 
@@ -43,13 +48,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         'synth', help='render a synthetic tabletop sequence (scene folder or rosbag2)',
         description='Render a seeded synthetic tabletop scene along a full camera orbit and write it as '
                     'a scene folder (docs/scene_format.md) or, with --bag, as a rosbag2.')
-    p.add_argument('out', help='output folder (must not exist, or be empty for a scene folder)')
+    p.add_argument('out', nargs='?', default=None,
+                   help='output folder (must not exist, or be empty for a scene folder); '
+                        'optional with --preview or --check')
+    p.add_argument('--scene', choices=SCENES, default=SCENES[0],
+                   help="scene source: 'synth' (procedural shapes, open3d ray casting) or 'pybullet' "
+                        '(photo-textured pybullet_data models, TinyRenderer); default synth')
+    p.add_argument('--preview', default=None, metavar='PNG',
+                   help='also write a picture of a few views (colour, depth, instance rows) to PNG')
+    p.add_argument('--preview-views', type=int, default=4, help='views in the --preview picture (default 4)')
+    p.add_argument('--preview-width', type=int, default=240, help='width of one --preview tile (default 240)')
+    p.add_argument('--check', action='store_true',
+                   help='print geometric consistency numbers (table-plane depth error, two-view agreement, '
+                        'object centres on their own instance) and render time per frame, as JSON')
     p.add_argument('--seed', type=int, default=0, help='scene and camera path seed (default 0)')
     p.add_argument('--frames', type=int, default=60, help='number of images (default 60)')
     p.add_argument('--size', type=_size, default=(640, 480), metavar='WxH', help='image size (default 640x480)')
     p.add_argument('--fps', type=float, default=10.0, help='image rate in Hz (default 10)')
     p.add_argument('--hfov', type=float, default=60.0, help='horizontal field of view, degrees (default 60)')
-    p.add_argument('--objects', type=int, default=None, help='number of objects (default: 5..7 by seed)')
+    p.add_argument('--objects', type=int, default=None,
+                   help='number of objects (default by seed: 5..7 synth, 7..9 pybullet)')
     p.add_argument('--no-shadows', action='store_true', help='render without cast shadows (faster)')
     p.add_argument('--no-depth', action='store_true', help='write no depth images')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -98,6 +116,9 @@ def run(args) -> int:
     """Entry point of ``n3f synth``; returns the exit code."""
     from n3f_ros.core.synth import make_sequence, write_scene_folder
 
+    if args.out is None and args.preview is None and not args.check:
+        print('n3f synth: give an output folder OUT, --preview PNG or --check', file=sys.stderr)
+        return 2
     if args.frames < 1:
         print('n3f synth: --frames must be >= 1', file=sys.stderr)
         return 2
@@ -105,8 +126,27 @@ def run(args) -> int:
         print('n3f synth: --fps must be positive', file=sys.stderr)
         return 2
     w, h = args.size
-    seq = make_sequence(args.seed, args.frames, w, h, fps=args.fps, hfov_deg=args.hfov,
-                        n_objects=args.objects, shadows=not args.no_shadows)
+    try:
+        seq = make_sequence(args.seed, args.frames, w, h, fps=args.fps, hfov_deg=args.hfov,
+                            n_objects=args.objects, shadows=not args.no_shadows, scene=args.scene)
+    except ValueError as exc:                       # bad option values (object count, FOV, ...)
+        print(f'n3f synth: {exc}', file=sys.stderr)
+        return 2
+    except RuntimeError as exc:                     # a scene that cannot be built (PybulletSceneError)
+        print(f'n3f synth: {exc}', file=sys.stderr)
+        return 1
+    if args.preview is not None:
+        from n3f_ros.core.synth.preview import save_preview
+        try:
+            path = save_preview(seq, args.preview, views=args.preview_views, tile_width=args.preview_width)
+        except (ValueError, OSError) as exc:
+            print(f'n3f synth: {exc}', file=sys.stderr)
+            return 1
+        print(f'wrote preview to {path}')
+    if args.check:
+        print(json.dumps(_check(seq)))
+    if args.out is None:
+        return 0
     t0 = time.perf_counter()
     if not args.bag:
         ignored = [k for k, v in BAG_DEFAULTS.items() if getattr(args, k) != v]
@@ -159,7 +199,22 @@ def _run_bag(args, seq, t0: float) -> int:
     return 0
 
 
+def _check(seq) -> dict:
+    """``core.synth.geometry_check.check_sequence`` numbers plus render seconds per frame."""
+    from n3f_ros.core.synth.geometry_check import check_sequence
+    times = []
+    for i in range(0, len(seq), max(1, len(seq) // 8)):
+        t0 = time.perf_counter()
+        seq[i]
+        times.append(time.perf_counter() - t0)
+    out = {'scene': seq.scene.SOURCE, 'seed': seq.seed, 'size': list(seq.camera.size),
+           'render_seconds': {'median': float(sorted(times)[len(times) // 2]), 'min': float(min(times)),
+                              'frames': len(times)}}
+    out.update(check_sequence(seq))
+    return out
+
+
 def _report(seq, out, seconds: float) -> None:
     names = ', '.join(o.name for o in seq.scene.objects)
     print(f'wrote {len(seq)} frames ({seq.camera.width}x{seq.camera.height}) to {out} in {seconds:.1f} s')
-    print(f'scene seed {seq.seed}: {len(seq.scene.objects)} objects: {names}')
+    print(f'scene {seq.scene.SOURCE} seed {seq.seed}: {len(seq.scene.objects)} objects: {names}')

@@ -4,7 +4,7 @@
 OUT/
   camera.json        {"fx", "fy", "cx", "cy", "width", "height"}   pixels
   poses.txt          one line per frame: stamp tx ty tz qx qy qz qw   (TUM order; T_world_cam)
-  scene.json         {"format", "version", "seed", "fps", "depth_scale", "bounds", "objects": [...]}
+  scene.json         {"format", "version", "seed", "scene", "fps", "depth_scale", "bounds", "objects": [...]}
   rgb/000000.png     8-bit RGB
   depth/000000.png   16-bit, z-depth in millimetres (0 = unknown)      (optional)
   instance/000000.png 16-bit instance ids (0 none, 1 table, 2.. objects) (optional)
@@ -71,7 +71,8 @@ def write_scene_folder(seq, out_dir, depth: bool = True, instance: bool = True,
                                       'width': int(cam.width), 'height': int(cam.height)})
     scene = getattr(seq, 'scene', None)
     meta = {'format': FORMAT_NAME, 'version': FORMAT_VERSION, 'seed': getattr(seq, 'seed', None),
-            'fps': getattr(seq, 'fps', None), 'frames': len(seq), 'depth_scale': DEPTH_SCALE,
+            'scene': getattr(scene, 'SOURCE', None), 'fps': getattr(seq, 'fps', None), 'frames': len(seq),
+            'depth_scale': DEPTH_SCALE,
             'bounds': [np.asarray(b).tolist() for b in scene.bounds] if scene is not None else None,
             'objects': [o.to_dict() for o in scene.objects] if scene is not None else []}
     _write_json(out / 'scene.json', meta)

@@ -75,6 +75,8 @@ class _Part:
 class TabletopScene:
     """A table with objects on it; build with :meth:`generate`, draw with :meth:`render`."""
 
+    SOURCE = 'synth'          # scene source name (sequence.SCENE_SOURCES)
+
     def __init__(self, parts: list[_Part], objects: list[SceneObject], seed: int | None = None):
         self.seed = seed
         self.objects = list(objects)

@@ -4,17 +4,52 @@ Frame ``i`` has stamp ``i / fps`` seconds and the pose of the orbit at fraction 
 :meth:`SyntheticSequence.pose_at` gives the (continuous) pose at any time, so pose streams
 faster than the images, or offset from them, follow the same path. Frames are rendered on
 access (nothing is cached).
+
+Two scene sources share this sequence (chosen by name in :func:`make_scene` /
+:func:`make_sequence`): ``'synth'``, procedural shapes ray cast by open3d
+(``scene.TabletopScene``), and ``'pybullet'``, photo-textured ``pybullet_data`` models rendered
+by pybullet's TinyRenderer (``pybullet_scene.PybulletScene``). Both have the table top at z = 0
+and instance ids 0 = nothing, 1 = table, 2.. = objects.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from n3f_ros.core.camera import PinholeCamera, backproject_depth
 from n3f_ros.core.frame import Frame
 from n3f_ros.core.synth.camera_path import OrbitPath
-from n3f_ros.core.synth.scene import TabletopScene
+from n3f_ros.core.synth.scene import SceneObject, TabletopScene
+
+#: scene sources by name (``make_scene``); the first is the default
+SCENE_SOURCES = ('synth', 'pybullet')
+
+
+class Scene(Protocol):
+    """What a sequence needs from a scene (``TabletopScene``, ``PybulletScene``)."""
+
+    seed: int | None
+    objects: list[SceneObject]
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @property
+    def objects_bounds(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def render(self, camera: PinholeCamera, T_world_cam, shadows: bool = True) -> tuple: ...
+
+
+def make_scene(seed: int, n_objects: int | None = None, source: str = SCENE_SOURCES[0]) -> Scene:
+    """The seeded scene of ``source`` (one of ``SCENE_SOURCES``); ``n_objects`` None = its default."""
+    if source == 'synth':
+        return TabletopScene.generate(seed, n_objects=n_objects)
+    if source == 'pybullet':
+        from n3f_ros.core.synth.pybullet_scene import PybulletScene   # imports pybullet only when used
+        return PybulletScene.generate(seed, n_objects=n_objects)
+    raise ValueError(f'unknown scene source {source!r}; choose one of {SCENE_SOURCES}')
 
 
 def make_camera(width: int, height: int, hfov_deg: float = 60.0) -> PinholeCamera:
@@ -45,7 +80,7 @@ class GroundTruthPoints:
 class SyntheticSequence:
     """``frames`` views of ``scene`` along ``path`` at ``fps``; indexable and iterable (Frame)."""
 
-    def __init__(self, scene: TabletopScene, camera: PinholeCamera, path: OrbitPath, frames: int,
+    def __init__(self, scene: Scene, camera: PinholeCamera, path: OrbitPath, frames: int,
                  fps: float = 10.0, seed: int | None = None, shadows: bool = True):
         if int(frames) < 1:
             raise ValueError(f'frames must be >= 1, got {frames}')
@@ -137,10 +172,12 @@ def voxelize_labelled(xyz: np.ndarray, labels: np.ndarray, rgb: np.ndarray, voxe
 
 
 def make_sequence(seed: int, frames: int, width: int, height: int, fps: float = 10.0,
-                  hfov_deg: float = 60.0, n_objects: int | None = None, shadows: bool = True) -> SyntheticSequence:
-    """Scene ``TabletopScene.generate(seed)`` seen along ``OrbitPath.random(seed)`` (one full circle
-    over ``frames`` frames) by a ``width`` x ``height`` camera of ``hfov_deg`` horizontal FOV."""
-    scene = TabletopScene.generate(seed, n_objects=n_objects)
+                  hfov_deg: float = 60.0, n_objects: int | None = None, shadows: bool = True,
+                  scene: str = SCENE_SOURCES[0]) -> SyntheticSequence:
+    """Scene ``make_scene(seed, n_objects, scene)`` seen along ``OrbitPath.random(seed)`` (one full
+    circle over ``frames`` frames, looking at the table centre) by a ``width`` x ``height`` camera
+    of ``hfov_deg`` horizontal FOV. ``scene``: a name of ``SCENE_SOURCES`` ('synth', 'pybullet')."""
+    scene = make_scene(seed, n_objects=n_objects, source=scene)
     _, hi = scene.objects_bounds
     center = (0.0, 0.0, float(0.4 * hi[2]))
     return SyntheticSequence(scene, make_camera(width, height, hfov_deg), OrbitPath.random(seed, center),
