@@ -53,8 +53,9 @@ CACHE_TIME = 10.0
 MAX_SAMPLES = 10_000
 #: a translation longer than this (metres) is garbage, not a frame on Earth (UTM northings reach 1e7 m)
 MAX_TRANSLATION = 1e8
-#: stamps this close (seconds) count as equal (float rounding of integer-nanosecond stamps)
-STAMP_EPS = 1e-9
+#: stamps this close (seconds) count as equal: float seconds of epoch stamps (~1.7e9 s) resolve only
+#: ~0.24 us, so an image and a transform with the same nanosecond stamp may differ by that much
+STAMP_EPS = 1e-6
 #: deepest tree walked (a guard: real robot trees have tens of frames)
 MAX_DEPTH = 1000
 
