@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Regenerate what is derived from the code: the README's ROS interface tables
-(n3f_ros/ros/interface.py and the parameter table of n3f_ros/ros/parameters.py) and
-config/n3f.yaml (every parameter with its default, unit, range and description).
-`--check` exits 1 if either is out of date."""
+(n3f_ros/ros/interface.py, the parameter table of n3f_ros/ros/parameters.py, and the
+n3f_interfaces .srv/.msg files with their comments) and config/n3f.yaml (every parameter with its
+default, unit, range and description). `--check` exits 1 if either is out of date."""
 from __future__ import annotations
 
 import pathlib
@@ -16,6 +16,73 @@ from n3f_ros.ros.parameters import PARAMETERS, group_of, parameter_table  # noqa
 
 BEGIN = '<!-- BEGIN GENERATED INTERFACE (scripts/gen_readme_tables.py; test/test_readme.py checks it) -->'
 END = '<!-- END GENERATED INTERFACE -->'
+
+
+INTERFACES = ROOT / 'n3f_interfaces'
+
+
+def parse_interface(path: pathlib.Path) -> tuple[str, list[list[tuple[str, str, str, str]]]]:
+    """A .msg/.srv file -> (its leading comment, sections), a section per side of ``---``, each a
+    list of (type, name, constant value or '', comment). A field's comment is the comment lines
+    directly above it plus its trailing comment; a comment block followed by a blank line before
+    any field is the file's description."""
+    doc, sections, pending = '', [[]], []
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line:
+            if pending and not doc and not any(sections):
+                doc = ' '.join(pending)
+            pending = []
+        elif line.startswith('#'):
+            pending.append(line.lstrip('#').strip())
+        elif line == '---':
+            if pending and not doc and not any(sections):
+                doc = ' '.join(pending)
+            sections.append([])
+            pending = []
+        else:
+            decl, _, trailing = line.partition('#')
+            typ, rest = decl.split(None, 1)
+            name, _, value = rest.replace(' ', '').partition('=')
+            comment = ' '.join(pending + ([trailing.strip()] if trailing.strip() else []))
+            sections[-1].append((typ, name, value, comment))
+            pending = []
+    return doc, sections
+
+
+def _type_name(typ: str) -> str:
+    """Field type as written in the file, package-qualified for this package's own types."""
+    base = typ.split('[')[0]
+    if '/' not in base and base[:1].isupper():
+        return f'n3f_interfaces/{typ}'
+    return typ
+
+
+def interface_tables() -> list[str]:
+    """The query services' table and one field table per n3f_interfaces type they use."""
+    rows, types = [], []
+    for name, typ, effect in interface.QUERY_SERVICES:
+        _, sections = parse_interface(INTERFACES / 'srv' / (typ.split('/')[-1] + '.srv'))
+        req, res = (', '.join(f'`{f[1]}`' for f in s if not f[2]) or '—' for s in sections)
+        rows.append((f'`{name}`', typ, req, res, effect))
+        if typ not in types:
+            types.append(typ)
+    types += sorted(f'n3f_interfaces/msg/{p.stem}' for p in (INTERFACES / 'msg').glob('*.msg'))
+    parts = ['**Query services** (package `n3f_interfaces`, an ament_cmake interface package in this repository)',
+             '', _table(('service', 'type', 'request', 'response', 'effect'), rows)]
+    for typ in types:
+        kind, stem = typ.split('/')[1:]
+        doc, sections = parse_interface(INTERFACES / kind / f'{stem}.{kind}')
+        sides = ('request', 'response') if kind == 'srv' else ('',)
+        fields = []
+        for side, section in zip(sides, sections):
+            for ftype, fname, value, comment in section:
+                field = f'`{fname} = {value}`' if value else f'`{fname}`'
+                shown = _type_name(ftype) + (' constant' if value else '')
+                fields.append(((side,) if kind == 'srv' else ()) + (field, shown, comment))
+        head = (('', 'field', 'type', 'meaning') if kind == 'srv' else ('field', 'type', 'meaning'))
+        parts += ['', f'`{typ}`: {doc}', '', _table(head, fields)]
+    return parts
 
 
 def _table(head, rows) -> str:
@@ -33,6 +100,7 @@ def generate() -> str:
         _table(('topic', 'type', 'content'), [(f'`{n}`', t, d) for n, t, d in interface.PUBLISHED]),
         '', '**Services**', '',
         _table(('service', 'type', 'effect'), [(f'`{n}`', t, d) for n, t, d in interface.SERVICES]),
+        '', *interface_tables(),
         '', '**Parameters** (defaults in `config/n3f.yaml`)', '',
         _table(('name', 'default', 'type', 'unit', 'range / choices', 'description'),
                [(f"`{p['name']}`", f"`{p['default']}`", p['type'], p.get('unit', ''), p.get('constraint', ''),

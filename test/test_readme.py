@@ -24,3 +24,12 @@ def test_every_parameter_is_documented_in_readme():
     readme = (ROOT / 'README.md').read_text()
     missing = [p['name'] for p in parameter_table() if f"`{p['name']}`" not in readme]
     assert missing == []
+
+
+def test_every_interface_type_is_a_documented_service():
+    """Each n3f_interfaces .srv serves a row of interface.QUERY_SERVICES (the README table's source),
+    and each row names an existing .srv."""
+    from n3f_ros.ros import interface
+    srvs = {f'n3f_interfaces/srv/{p.stem}' for p in (ROOT / 'n3f_interfaces' / 'srv').glob('*.srv')}
+    used = {t for _, t, _ in interface.QUERY_SERVICES}
+    assert srvs and used == srvs

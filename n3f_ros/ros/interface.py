@@ -10,6 +10,10 @@ SUBSCRIBED = (
     ('depth', 'sensor_msgs/msg/Image', 'optional; 16UC1 (mm) or 32FC1 (m), aligned to colour'),
     ('pose', 'geometry_msgs/msg/PoseStamped', 'camera optical frame in `world_frame` (`pose_source: pose`)'),
     ('odom', 'nav_msgs/msg/Odometry', 'child frame pose, composed with `camera_extrinsic` (`pose_source: odom`)'),
+    ('/tf', 'tf2_msgs/msg/TFMessage', "dynamic transforms: the pose of the image's `header.frame_id` in "
+     '`world_frame` at the image stamp, interpolated (`pose_source: tf`)'),
+    ('/tf_static', 'tf2_msgs/msg/TFMessage', 'static transforms (reliable, transient local: a tree published before '
+     'the node started arrives) (`pose_source: tf`)'),
     ('query/point', 'geometry_msgs/msg/PointStamped', 'query by 3D point in `world_frame` (remap /clicked_point)'),
     ('query/name', 'std_msgs/msg/String', 'query by saved prototype name'),
     ('prototypes/save', 'std_msgs/msg/String', "save the last query's prototype under this name"),
@@ -33,4 +37,16 @@ SERVICES = (
     ('~/save', 'std_srvs/srv/Trigger', 'write the map atomically to `map_path`'),
     ('~/load', 'std_srvs/srv/Trigger', 'replace the map with `map_path` (safe loader; on error the map is kept)'),
     ('~/pause', 'std_srvs/srv/SetBool', 'pause (true) / resume (false) integration and training'),
+)
+
+# Query, prototype and map services of n3f_interfaces (SPEC §3): the node's service interface; their
+# request/response fields in the README are generated from the .srv files in n3f_interfaces/srv/.
+QUERY_SERVICES = (
+    ('~/query', 'n3f_interfaces/srv/QueryObject', 'find an object by point, prototype name or pixel of the latest '
+     'image; optional 2D mask and scene edit'),
+    ('~/save_prototype', 'n3f_interfaces/srv/SavePrototype', "name the last answer's object (a prototype)"),
+    ('~/list_prototypes', 'n3f_interfaces/srv/ListPrototypes', 'names of the saved prototypes'),
+    ('~/save_map', 'n3f_interfaces/srv/FilePath', 'write the map atomically to `path` (empty = `map_path`)'),
+    ('~/load_map', 'n3f_interfaces/srv/FilePath', 'replace the map with `path` (empty = `map_path`; safe loader, '
+     'on error the map is kept)'),
 )

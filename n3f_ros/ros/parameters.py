@@ -27,8 +27,9 @@ _S, _B, _I, _D, _A = 'string', 'bool', 'int', 'double', 'double_array'
 NODE_PARAMETERS: tuple[Param, ...] = (
     Param('world_frame', 'map', _S, 'frame of poses and of every published cloud, pose and marker'),
     Param('pose_source', 'pose', _S, "'pose': geometry_msgs/PoseStamped on `pose` (camera optical "
-          "frame); 'odom': nav_msgs/Odometry on `odom` composed with camera_extrinsic",
-          choices=('pose', 'odom')),
+          "frame); 'odom': nav_msgs/Odometry on `odom` composed with camera_extrinsic; 'tf': the pose of "
+          "the image's header.frame_id in world_frame from /tf + /tf_static at the image stamp",
+          choices=('pose', 'odom', 'tf')),
     Param('camera_extrinsic', [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0], _A,
           'x y z qx qy qz qw: pose of the camera optical frame in the odometry child frame '
           '(T_child_cam; used with pose_source odom)', unit='m, quaternion', length=7),

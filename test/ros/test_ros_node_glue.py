@@ -400,7 +400,7 @@ def test_interface_matches_the_documented_tables(make_node, ros):
     subs = ours(helper.get_subscriber_names_and_types_by_node(name, ns))
     srvs = ours(helper.get_service_names_and_types_by_node(name, ns))
     assert pubs == {(f'{ns}/{t}', (ty,)) for t, ty, _ in interface.PUBLISHED}
-    inactive = {'image/compressed', 'odom'}                 # image_transport raw, pose_source pose
+    inactive = {'image/compressed', 'odom', '/tf', '/tf_static'}   # image_transport raw, pose_source pose
     assert subs == {(f'{ns}/{t}', (ty,)) for t, ty, _ in interface.SUBSCRIBED if t not in inactive}
     assert {(f'{ns}/{name}/{t[2:]}', (ty,)) for t, ty, _ in interface.SERVICES} <= srvs
 
@@ -426,7 +426,7 @@ def test_client_spinning_itself_and_bad_queries(make_node, scene):
         own.destroy_node()
 
 
-@pytest.mark.parametrize('override,message', [('pose_source:=tf', 'expected one of pose, odom'),
+@pytest.mark.parametrize('override,message', [('pose_source:=gps', 'expected one of pose, odom, tf'),
                                               ('min_depth:=1', "expecting type 'DOUBLE'"),
                                               ('camera_extrinsic:=[0.0]', 'camera_extrinsic needs 7 values')])
 def test_bad_parameters_stop_the_node_with_a_clear_message(override, message):

@@ -42,7 +42,7 @@ def test_types_match_defaults():
 
 
 @pytest.mark.parametrize('name,value', [
-    ('pose_source', 'tf'), ('image_transport', 'theora'), ('edit_mode', 'delete'), ('device', 'gpu'),
+    ('pose_source', 'gps'), ('image_transport', 'theora'), ('edit_mode', 'delete'), ('device', 'gpu'),
     ('device', 'cuda:x'), ('min_depth', -1.0), ('queue_size', 0), ('cloud_rate', float('nan')),
     ('camera_extrinsic', [0.0] * 7), ('camera_extrinsic', [0.0] * 6),
     ('scene_bounds', [0.0, 0, 0, -1, 1, 1]),
