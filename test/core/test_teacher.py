@@ -213,7 +213,8 @@ def test_make_teacher_dispatch(s16):
     t = make_teacher(S16, random_init=True, input_width=64)
     assert isinstance(t, DinoTeacher) and t.input_width == 64 and t.weights_source == 'random'
     f = make_frame(64, 48)
-    assert not torch.allclose(t(f), s16(f), atol=1e-3)        # other random weights, other features
+    # random weights are seeded (dino.RANDOM_INIT_SEED): the same whatever the global seed, so runs repeat
+    assert torch.allclose(t(f), s16(f), atol=1e-5)
     with pytest.raises(ValueError):
         make_teacher('')
     with pytest.raises(TypeError):
