@@ -72,8 +72,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument('--max-frames', type=int, default=0, help='stop after this many frames read (0 = all)')
 
     e = p.add_argument_group('teacher and engine')
-    e.add_argument('--teacher', default='vit_small_patch16_224.dino',
-                   help='timm DINO ViT name (default vit_small_patch16_224.dino)')
+    e.add_argument('--teacher', default=None,
+                   help="'auto' or a timm DINO ViT name (default: the engine's, auto = official DINO in the HF "
+                        "cache, else the installed DINOv2 ViT-S/14; see n3f weights list)")
     e.add_argument('--checkpoint', default='', help='local teacher weights file (.pth/.pt/.safetensors)')
     e.add_argument('--random-init', action='store_true',
                    help='randomly initialised teacher weights (tests / throughput only)')
@@ -140,8 +141,9 @@ def _check_args(args) -> str | None:
 
 def _mapper_config(args):
     from n3f_ros.core.mapper import MapperConfig
+    teacher = {} if args.teacher is None else {'teacher_model': args.teacher}
     return MapperConfig(
-        teacher_model=args.teacher, teacher_checkpoint=args.checkpoint, teacher_random_init=args.random_init,
+        **teacher, teacher_checkpoint=args.checkpoint, teacher_random_init=args.random_init,
         teacher_input_width=args.teacher_width, feature_dim=args.feature_dim, device=args.device,
         use_depth=not args.no_depth, min_depth=args.min_depth, max_depth=args.max_depth,
         keyframe_translation=args.keyframe_translation, keyframe_rotation=args.keyframe_rotation,
@@ -255,7 +257,7 @@ def run(args) -> int:
         'bag': str(reader.path), 'inputs': inputs.as_dict(), 'frames': stats.as_dict(),
         'teacher': {'name': teacher.name, 'random_init': bool(args.random_init),
                     'checkpoint': args.checkpoint or None, 'input_width': args.teacher_width,
-                    'calls': teacher.calls},
+                    'calls': teacher.calls, 'provenance': getattr(teacher, 'provenance', None)},
         'device': str(mapper.device), 'torch_threads': torch.get_num_threads(),
         'keyframes': len(mapper.keyframes),
         'settings': {k: getattr(args, k) for k in ('steps_per_frame', 'final_steps', 'voxel', 'segments',

@@ -28,7 +28,7 @@ from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
 from n3f_ros.core.persistence import load_map_file, save_map_file
 from n3f_ros.core.scene_bounds import bounds_from_depth, bounds_from_views
 from n3f_ros.core.stereo import StereoConfig
-from n3f_ros.core.teacher import FeatureProjector, make_teacher
+from n3f_ros.core.teacher import DEFAULT_MODEL, FeatureProjector, make_teacher
 from n3f_ros.core.trainer import Trainer, TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class MapperConfig:
     """Engine settings; names match the node parameters (config/n3f.yaml) where they overlap."""
 
-    teacher_model: str = 'vit_small_patch16_224.dino'
+    teacher_model: str = DEFAULT_MODEL      # 'auto': see core/teacher/resolve.py
     teacher_checkpoint: str = ''
     teacher_random_init: bool = False
     teacher_input_width: int = 320

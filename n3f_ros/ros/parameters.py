@@ -74,10 +74,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param('queue_size', 2, _I, 'frames waiting for the worker (newest wins, drops counted)',
           range=(1, 100)),
     # --- teacher
-    Param('teacher_model', 'vit_small_patch16_224.dino', _S,
-          'timm model name of the DINO teacher (e.g. vit_small_patch14_dinov2.lvd142m, '
-          'vit_small_patch8_224.dino)'),
-    Param('teacher_checkpoint', '', _S, "local weights file (.pth/.safetensors); '' = timm/HF cache"),
+    Param('teacher_model', 'auto', _S,
+          "'auto' (official DINO ViT-S/16, else DINOv2 ViT-S/14, from the HF cache, else the DINOv2 ViT-S/14 "
+          "installed by setup: `n3f weights list`) or a timm model name (e.g. vit_small_patch16_224.dino, "
+          'vit_small_patch14_dinov2.lvd142m)'),
+    Param('teacher_checkpoint', '', _S, "local weights file (.pth/.safetensors), used first; '' = look in "
+          'the HF cache and the teacher store'),
     Param('teacher_random_init', False, _B, 'random teacher weights (tests/throughput only)'),
     Param('teacher_input_width', 320, _I, 'image width fed to the ViT (height keeps aspect)', 'px',
           (64, 2048)),
