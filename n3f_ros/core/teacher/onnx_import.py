@@ -322,7 +322,7 @@ def _check_input(g: _Graph, conv, patch: int) -> dict:
         t = node.input[0]
     attrs = {a.name: list(a.ints) for a in conv.attribute if a.ints}
     if attrs.get('kernel_shape') != [patch, patch] or attrs.get('strides') != [patch, patch] \
-            or any(attrs.get('pads', [0]) ) or any(d != 1 for d in attrs.get('dilations', [1])):
+            or any(attrs.get('pads', [0])) or any(d != 1 for d in attrs.get('dilations', [1])):
         raise OnnxGraphError(f'patch embedding Conv is not a {patch}x{patch} stride-{patch} convolution: {attrs}')
     return {'name': t, 'between': chain, 'normalisation': 'none inside the graph: ImageNet mean/std outside',
             'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD)}
