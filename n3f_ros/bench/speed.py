@@ -2,8 +2,8 @@
 
 Stages, per image size and device:
 
-* ``teacher``     — DINO ViT-S/16 forward (timm, random weights of the real architecture) at the
-                    image's full width;
+* ``teacher``     — forward of the default teacher's architecture (``DinoTeacher`` 'auto' with
+                    random weights: DINOv2 ViT-S/14, timm) at the image's full width;
 * ``integrate``   — ``Mapper.integrate`` of a new keyframe: teacher + PCA projection + keyframe
                     insertion (what the node's worker does per frame);
 * ``overhead``    — integrate minus teacher: the cost the engine adds to a bare teacher forward;

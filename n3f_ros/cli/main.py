@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     'bench': 'n3f_ros.cli.bench',
     'play': 'n3f_ros.cli.play',
     'process': 'n3f_ros.cli.process',
+    'weights': 'n3f_ros.cli.weights',
 }
 
 

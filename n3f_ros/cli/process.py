@@ -27,6 +27,7 @@ Exit status: 0 done, 1 unusable input (bag, topics, weights, nothing to map), 2 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
 import time
@@ -67,28 +68,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help='[s] frames with no pose this close to their stamp are dropped (default 0.05)')
     t.add_argument('--max-depth-dt', type=float, default=None,
                    help='[s] largest image-depth stamp difference (default: --max-pose-dt)')
-    t.add_argument('--min-depth', type=float, default=0.1, help='[m] valid depth from (default 0.1)')
-    t.add_argument('--max-depth', type=float, default=5.0, help='[m] valid depth up to (default 5.0)')
+    t.add_argument('--min-depth', type=float, help='[m] valid depth from (default: the node\'s min_depth)')
+    t.add_argument('--max-depth', type=float, help='[m] valid depth up to (default: the node\'s max_depth)')
     t.add_argument('--max-frames', type=int, default=0, help='stop after this many frames read (0 = all)')
 
-    e = p.add_argument_group('teacher and engine')
-    e.add_argument('--teacher', default='vit_small_patch16_224.dino',
-                   help='timm DINO ViT name (default vit_small_patch16_224.dino)')
-    e.add_argument('--checkpoint', default='', help='local teacher weights file (.pth/.pt/.safetensors)')
+    e = p.add_argument_group("teacher and engine (defaults: the node's parameters, config/n3f.yaml)")
+    e.add_argument('--teacher', help="'auto' or a timm DINO ViT name (auto = official DINO in the HF cache, else "
+                                     'the installed DINOv2 ViT-S/14; see n3f weights list)')
+    e.add_argument('--checkpoint', help='local teacher weights file (.pth/.pt/.safetensors)')
     e.add_argument('--random-init', action='store_true',
                    help='randomly initialised teacher weights (tests / throughput only)')
-    e.add_argument('--teacher-width', type=int, default=320, help='[px] image width fed to the ViT (default 320)')
-    e.add_argument('--feature-dim', type=int, default=64, help='distilled feature size (default 64)')
-    e.add_argument('--device', default='auto', help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
+    e.add_argument('--teacher-width', type=int, help='[px] image width fed to the ViT (teacher_input_width)')
+    e.add_argument('--feature-dim', type=int, help='distilled feature size (feature_dim)')
+    e.add_argument('--device', help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
     e.add_argument('--steps-per-frame', type=int, default=10, help='training steps after each frame (default 10)')
     e.add_argument('--final-steps', type=int, default=300, help='training steps after the last frame (default 300)')
-    e.add_argument('--rays-per-step', type=int, default=1024, help='rays per training step (default 1024)')
-    e.add_argument('--max-keyframes', type=int, default=64, help='keyframe buffer size (default 64)')
-    e.add_argument('--keyframe-translation', type=float, default=0.05, help='[m] motion making a new keyframe')
-    e.add_argument('--keyframe-rotation', type=float, default=5.0, help='[deg] rotation making a new keyframe')
-    e.add_argument('--voxel', type=float, default=0.01, help='[m] voxel size of the cloud (default 0.01)')
-    e.add_argument('--segments', type=int, default=8, help='feature clusters before spatial splitting (default 8)')
-    e.add_argument('--seed', type=int, default=0, help='random seed of training and segmentation')
+    e.add_argument('--rays-per-step', type=int, help='rays per training step (rays_per_step)')
+    e.add_argument('--max-keyframes', type=int, help='keyframe buffer size (max_keyframes)')
+    e.add_argument('--keyframe-translation', type=float, help='[m] motion making a new keyframe')
+    e.add_argument('--keyframe-rotation', type=float, help='[deg] rotation making a new keyframe')
+    e.add_argument('--voxel', type=float, help='[m] voxel size of the cloud (voxel_size)')
+    e.add_argument('--segments', type=int, help='feature clusters before spatial splitting (num_segments)')
+    e.add_argument('--seed', type=int, help='random seed of training and segmentation')
     e.add_argument('--threads', type=int, default=0,
                    help='CPU threads of torch (0 = torch default); 1 is much faster on a busy shared CPU')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -96,17 +97,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+#: command-line option (argparse dest) -> engine setting (MapperConfig / node parameter)
+ENGINE_OPTIONS = {
+    'teacher': 'teacher_model', 'checkpoint': 'teacher_checkpoint', 'teacher_width': 'teacher_input_width',
+    'feature_dim': 'feature_dim', 'device': 'device', 'min_depth': 'min_depth', 'max_depth': 'max_depth',
+    'rays_per_step': 'rays_per_step', 'max_keyframes': 'max_keyframes',
+    'keyframe_translation': 'keyframe_translation', 'keyframe_rotation': 'keyframe_rotation',
+    'voxel': 'voxel_size', 'segments': 'num_segments', 'seed': 'seed',
+}
+
+
 def _check_args(args) -> str | None:
+    """The reason the options cannot run, or None. Engine settings are checked against their
+    documented ranges (core/mapping/config.py), the rest here."""
+    from n3f_ros.core.mapping.config import engine_options
+    from n3f_ros.core.options import check_value
+    info = {o.name: o for o in engine_options()}
+    for dest, name in ENGINE_OPTIONS.items():
+        value = getattr(args, dest)
+        err = check_value(info[name], value) if value is not None else None
+        if err:
+            return f"--{dest.replace('_', '-')}: {err}"
     checks = [
         (args.steps_per_frame >= 0 and args.final_steps >= 0, '--steps-per-frame and --final-steps must be >= 0'),
         (args.max_pose_dt > 0, '--max-pose-dt must be > 0'),
         (args.max_depth_dt is None or args.max_depth_dt >= 0, '--max-depth-dt must be >= 0'),
-        (0 <= args.min_depth < args.max_depth, 'need 0 <= --min-depth < --max-depth'),
-        (args.voxel > 0, '--voxel must be > 0'),
-        (args.segments >= 1, '--segments must be >= 1'),
-        (args.teacher_width >= 16, '--teacher-width must be >= 16'),
-        (args.feature_dim >= 3, '--feature-dim must be >= 3'),
-        (args.rays_per_step >= 1 and args.max_keyframes >= 2, '--rays-per-step >= 1 and --max-keyframes >= 2'),
+        (args.min_depth is None or args.max_depth is None or args.min_depth < args.max_depth,
+         'need --min-depth < --max-depth'),
         (args.max_frames >= 0, '--max-frames must be >= 0'),
         (args.threads >= 0, '--threads must be >= 0'),
         (args.extrinsic is None or args.pose_source != 'pose', '--extrinsic only applies to odometry poses'),
@@ -116,14 +133,15 @@ def _check_args(args) -> str | None:
 
 
 def _mapper_config(args):
+    """The engine settings: the options given on the command line, the engine's defaults
+    (``MapperConfig``, the node's parameters) for the rest."""
     from n3f_ros.core.mapping import MapperConfig
-    return MapperConfig(
-        teacher_model=args.teacher, teacher_checkpoint=args.checkpoint, teacher_random_init=args.random_init,
-        teacher_input_width=args.teacher_width, feature_dim=args.feature_dim, device=args.device,
-        use_depth=not args.no_depth, min_depth=args.min_depth, max_depth=args.max_depth,
-        keyframe_translation=args.keyframe_translation, keyframe_rotation=args.keyframe_rotation,
-        max_keyframes=args.max_keyframes, rays_per_step=args.rays_per_step, voxel_size=args.voxel,
-        num_segments=args.segments, seed=args.seed)
+    given = {name: getattr(args, dest) for dest, name in ENGINE_OPTIONS.items() if getattr(args, dest) is not None}
+    if args.no_depth:
+        given['use_depth'] = False
+    if args.random_init:
+        given['teacher_random_init'] = True
+    return MapperConfig.from_dict(given)
 
 
 def _segments(labels) -> dict:
@@ -150,7 +168,7 @@ def run(args) -> int:
     from n3f_ros.bag.frames import BagFrameSource, read_synth_metadata, resolve_inputs
     from n3f_ros.bag.reader import BagError, BagReader
     from n3f_ros.core.cloud import save_cloud_views_png, write_ply
-    from n3f_ros.core.mapping import Mapper
+    from n3f_ros.core.mapping import FrameRejected, Mapper
     from n3f_ros.core.teacher import TeacherError
 
     if args.threads:
@@ -175,13 +193,14 @@ def run(args) -> int:
                                     depth=args.depth_topic, use_depth=not args.no_depth, pose=args.pose_topic,
                                     odom=args.odom_topic, pose_source=args.pose_source, extrinsic=extrinsic,
                                     metadata=metadata)
+            cfg = _mapper_config(args)
             source = BagFrameSource(reader, inputs, max_pose_dt=args.max_pose_dt, max_depth_dt=args.max_depth_dt,
-                                    min_depth=args.min_depth, max_depth=args.max_depth)
+                                    min_depth=cfg.min_depth, max_depth=cfg.max_depth)
         except (BagError, ValueError) as exc:
             return _fail(str(exc))
         try:
             t0 = time.perf_counter()
-            mapper = Mapper(_mapper_config(args))
+            mapper = Mapper(cfg)
             t_model = time.perf_counter() - t0
         except (TeacherError, ValueError) as exc:
             hint = ' [n3f process: --checkpoint FILE, or --random-init for tests]' if 'weights' in str(exc) else ''
@@ -195,6 +214,7 @@ def run(args) -> int:
         timing = {'model_load_s': t_model, 'read_decode_s': 0.0, 'integrate_s': 0.0, 'train_s': 0.0,
                   'final_train_s': 0.0, 'cloud_s': 0.0, 'write_s': 0.0}
         steps_online = 0
+        engine_rejected = collections.Counter()      # frames the engine found implausible, by reason
         bar = tqdm(total=total, unit='frame', desc='process', file=sys.stderr, disable=args.quiet)
         frames = iter(source)
         try:
@@ -206,7 +226,10 @@ def run(args) -> int:
                 if frame is None:
                     break
                 t0 = time.perf_counter()
-                mapper.integrate(frame)
+                try:
+                    mapper.integrate(frame)
+                except FrameRejected as exc:
+                    engine_rejected[exc.reason] += 1
                 timing['integrate_s'] += time.perf_counter() - t0
                 loss = float('nan')
                 if args.steps_per_frame and mapper.trainer is not None:
@@ -226,13 +249,15 @@ def run(args) -> int:
     stats = source.stats
     summary = {
         'bag': str(reader.path), 'inputs': inputs.as_dict(), 'frames': stats.as_dict(),
-        'teacher': {'name': teacher.name, 'random_init': bool(args.random_init),
-                    'checkpoint': args.checkpoint or None, 'input_width': args.teacher_width,
-                    'calls': mapper.stats().get('teacher_calls', 0)},
+        'teacher': {'name': teacher.name, 'random_init': cfg.teacher_random_init,
+                    'checkpoint': cfg.teacher_checkpoint or None, 'input_width': cfg.teacher_input_width,
+                    'calls': mapper.stats().get('teacher_calls', 0),
+                    'provenance': getattr(teacher, 'provenance', None)},
         'device': str(mapper.device), 'torch_threads': torch.get_num_threads(),
-        'keyframes': len(mapper.keyframes),
-        'settings': {k: getattr(args, k) for k in ('steps_per_frame', 'final_steps', 'voxel', 'segments',
-                                                   'max_pose_dt', 'feature_dim', 'rays_per_step', 'seed')},
+        'keyframes': len(mapper.keyframes), 'frames_rejected_by_engine': dict(engine_rejected),
+        'settings': {**{k: getattr(args, k) for k in ('steps_per_frame', 'final_steps', 'max_pose_dt')},
+                     **{k: getattr(cfg, k) for k in ('voxel_size', 'num_segments', 'feature_dim', 'rays_per_step',
+                                                     'seed')}},
     }
     out.mkdir(parents=True, exist_ok=True)
     if mapper.trainer is None:
@@ -268,7 +293,7 @@ def run(args) -> int:
     summary.update({
         'training_steps': {'total': mapper.train_steps, 'online': steps_online, 'final': args.final_steps},
         'final_loss': {k: float(v) for k, v in mapper.trainer.last.items()},
-        'cloud': {'points': len(cloud), 'voxel_size': args.voxel, 'feature_dim': cloud.dim},
+        'cloud': {'points': len(cloud), 'voxel_size': cfg.voxel_size, 'feature_dim': cloud.dim},
         'segments': segs,
         'files': {'cloud': CLOUD_FILE, 'map': MAP_FILE, 'views': VIEWS_FILE, 'summary': SUMMARY_FILE},
     })

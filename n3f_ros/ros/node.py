@@ -94,10 +94,14 @@ class N3FNode(Node):
         self.mapper.start()
         self._create_interfaces()
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        teacher = self.mapper.teacher
+        prov = getattr(teacher, 'provenance', None) or {}
+        weights = (f" ({prov.get('source')}: {prov.get('origin')}, weights {prov.get('weights')}, "
+                   f"licence {prov.get('licence')})") if prov else ''
         self.get_logger().info(
             f"ready: world_frame '{self.world_frame}', pose_source '{self.p['pose_source']}', "
-            f"image_transport '{self.p['image_transport']}', teacher '{self.p['teacher_model']}'"
-            f"{' (random init)' if self.p['teacher_random_init'] else ''} on {self.mapper.device}")
+            f"image_transport '{self.p['image_transport']}', teacher '{getattr(teacher, 'name', '?')}'"
+            f"{weights} on {self.mapper.device}")
 
     # ------------------------------------------------------------------------------------------
     # set-up

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from n3f_ros.core.cloud import read_ply
+from n3f_ros.core.teacher.resolve import AUTO_RANDOM_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ def test_outputs_and_summary(processed, ply):
     assert 3 <= s['keyframes'] <= f['used']
     steps = s['training_steps']
     assert steps['final'] == 60 and steps['total'] == steps['online'] + steps['final'] and steps['online'] > 0
-    assert s['teacher']['name'] == 'vit_small_patch16_224.dino' and s['teacher']['random_init'] is True
+    # the default teacher 'auto' with random weights has the architecture a fresh machine runs
+    assert s['teacher']['name'] == AUTO_RANDOM_MODEL and s['teacher']['random_init'] is True
+    assert s['teacher']['provenance']['source'] == 'random' and s['teacher']['provenance']['weights'] is None
     assert s['teacher']['calls'] == s['keyframes'] and s['device'] == 'cpu'
     t = s['timings']
     for key in ('model_load_s', 'read_decode_s', 'integrate_s', 'teacher_s', 'train_s', 'final_train_s',

@@ -14,6 +14,7 @@ from n3f_ros.core.field.model import FieldConfig
 from n3f_ros.core.field.render import RenderSettings
 from n3f_ros.core.options import OptionInfo, option, options_of
 from n3f_ros.core.stereo import StereoConfig
+from n3f_ros.core.teacher import DEFAULT_MODEL
 
 #: nested configurations: (MapperConfig field, parameter prefix, dataclass)
 NESTED = (('field_config', 'field.', FieldConfig), ('render_config', 'render.', RenderSettings),
@@ -25,9 +26,12 @@ class MapperConfig:
     """Engine settings; each documented field is a node parameter of the same name."""
 
     # --- teacher
-    teacher_model: str = option('vit_small_patch16_224.dino', 'timm model name of the DINO teacher (e.g. '
-                                'vit_small_patch14_dinov2.lvd142m, vit_small_patch8_224.dino)')
-    teacher_checkpoint: str = option('', "local weights file (.pth/.safetensors); '' = timm/HF cache")
+    teacher_model: str = option(DEFAULT_MODEL, "'auto' (official DINO ViT-S/16, else DINOv2 ViT-S/14, from the HF "
+                                'cache, else the DINOv2 ViT-S/14 installed by setup: `n3f weights list`; see '
+                                'core/teacher/resolve.py) or a timm model name (e.g. vit_small_patch16_224.dino, '
+                                'vit_small_patch14_dinov2.lvd142m)')
+    teacher_checkpoint: str = option('', "local weights file (.pth/.safetensors), used first; '' = look in the HF "
+                                     'cache and the teacher store')
     teacher_random_init: bool = option(False, 'random teacher weights (tests/throughput only)')
     teacher_input_width: int = option(320, 'image width fed to the ViT (height keeps aspect)', 'px', (64, 2048))
     feature_dim: int = option(64, 'student feature size after PCA of the teacher features', range=(3, 768))

@@ -7,6 +7,7 @@ Nothing here touches the network. Files are read with ``torch.load(weights_only=
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import pathlib
 import re
@@ -23,6 +24,15 @@ STRIP_PREFIXES = ('module.', 'backbone.', 'encoder.')
 #: Keys of training-only heads we do not use (DINO projection head, classifier). DINOv2's
 #: ``mask_token`` is removed by timm's own conversion.
 DROP_PREFIXES = ('head.',)
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_weights_file(path) -> dict:

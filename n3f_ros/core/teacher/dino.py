@@ -1,18 +1,14 @@
 """DINO / DINOv2 ViT teacher (timm): dense, L2-normalised patch features of any image size.
 
 Supported by name (any timm ViT with a patch embedding should work, these are tested):
-``vit_small_patch16_224.dino`` (ViT-S/16, default), ``vit_small_patch8_224.dino`` (ViT-S/8),
-``vit_small_patch14_dinov2.lvd142m`` (DINOv2 ViT-S/14).
+``auto`` (default, see below), ``vit_small_patch16_224.dino`` (ViT-S/16), ``vit_small_patch8_224.dino``
+(ViT-S/8), ``vit_small_patch14_dinov2.lvd142m`` / ``vit_small_patch14_dinov2`` (DINOv2 ViT-S/14).
 
-Weights, in this order (never silently random):
-
-1. ``checkpoint``: a local ``.pth`` / ``.pt`` / ``.safetensors`` file (plain state dict or a DINO
-   training checkpoint nested under ``'teacher'`` / ``'model'`` / ``'state_dict'`` with
-   ``module.`` / ``backbone.`` prefixes), loaded safely (weights only);
-2. the local Hugging Face cache (``timm/<model_name>``) or torch hub cache, never the network;
-3. otherwise :class:`WeightsUnavailableError` explaining how to provide them.
-
-``random_init=True`` skips 1-3 and keeps timm's random initialisation (tests, throughput).
+Weights come from ``core/teacher/resolve.py`` (the one resolution order, never silently random,
+never downloaded): an explicit ``checkpoint`` file, else official weights in the local Hugging Face
+cache, else the DINOv2 ViT-S/14 installed in the local teacher store, else
+:class:`WeightsUnavailableError` explaining how to provide them. ``random_init=True`` keeps timm's
+random initialisation (tests, throughput).
 """
 from __future__ import annotations
 
@@ -32,22 +28,25 @@ from n3f_ros.core.teacher.base import (
     check_rgb,
     l2_normalize,
 )
-from n3f_ros.core.teacher.checkpoint import find_cached_weights, hf_hub_cache_dir, load_backbone_weights
+from n3f_ros.core.teacher.checkpoint import load_backbone_weights
+from n3f_ros.core.teacher.resolve import AUTO, resolve_weights, unavailable_message
 
-DEFAULT_MODEL = 'vit_small_patch16_224.dino'
+#: Default teacher: resolved by core/teacher/resolve.py (official DINO in the HF cache, else the installed DINOv2).
+DEFAULT_MODEL = AUTO
 #: torch seed of ``random_init`` weights (throughput tests and benchmarks stay reproducible)
 RANDOM_INIT_SEED = 0
 
 
-def _create_vit(model_name: str, weights=None) -> torch.nn.Module:
+def _create_vit(model_name: str, weights=None, model_kwargs: dict | None = None) -> torch.nn.Module:
     """Build the timm ViT, never downloading (``pretrained=False``).
 
     ``weights`` None: timm's random initialisation. Otherwise a local weights file: the model is
     built on the ``meta`` device (skipping the costly random init) and every tensor is then
-    assigned from the file (strict), so nothing is left uninitialised.
+    assigned from the file (strict), so nothing is left uninitialised. ``model_kwargs``: timm
+    architecture overrides (e.g. ``depth`` of a small converted test model).
     """
     import timm
-    kwargs = {'pretrained': False, 'num_classes': 0, 'dynamic_img_size': True}
+    kwargs = {**(model_kwargs or {}), 'pretrained': False, 'num_classes': 0, 'dynamic_img_size': True}
     try:
         if weights is None:
             with torch.random.fork_rng(devices=[]):     # random weights, but the same ones every run
@@ -67,33 +66,12 @@ def _create_vit(model_name: str, weights=None) -> torch.nn.Module:
     return model
 
 
-def _pretrained_cfg(model_name: str) -> dict:
-    import timm
-    cfg = timm.models.get_pretrained_cfg(model_name)
-    if cfg is None:
-        raise TeacherError(f'unknown timm model {model_name!r}')
-    return cfg.to_dict()
-
-
-def _unavailable_message(model_name: str, hub_id: str | None) -> str:
-    repo = hub_id or f'timm/{model_name}'
-    return (
-        f'no pretrained weights for teacher {model_name!r}: no checkpoint file was given and '
-        f'{repo!r} is not in the local Hugging Face cache ({hf_hub_cache_dir()}) (n3f_ros never '
-        f'downloads weights). Either (a) set the parameter teacher_checkpoint to a local weights file '
-        f'(.pth/.pt state dict or DINO checkpoint, or .safetensors), or (b) on a machine with internet '
-        f'run `python -c "import timm; timm.create_model(\'{model_name}\', pretrained=True)"` '
-        f'(or `huggingface-cli download {repo}`), then copy its Hugging Face cache folder (HF_HOME, '
-        f'default ~/.cache/huggingface) here and set HF_HOME to it. Use teacher_random_init=true only '
-        f'for tests/throughput (features are then meaningless).')
-
-
 class DinoTeacher(Teacher):
     """timm ViT teacher returning last-layer patch tokens as an ``(h, w, C)`` grid.
 
     Args:
-        model_name:  timm model name (see module docstring).
-        checkpoint:  local weights file, or None / '' to use the local cache.
+        model_name:  ``'auto'`` or a timm model name (see module docstring).
+        checkpoint:  local weights file, or None / '' to look in the local caches.
         random_init: keep random weights (explicit opt-in only).
         device:      'cpu', 'cuda', 'cuda:N' or 'auto'.
         input_width: width in pixels of the image fed to the ViT (height keeps the aspect ratio);
@@ -101,34 +79,34 @@ class DinoTeacher(Teacher):
                      multiple of the patch size (at least one patch), so the grid is
                      ``(h, w) = (H_in / stride, W_in / stride)`` and covers the whole frame.
 
-    Attributes: ``name`` (model name), ``dim`` (embedding width, 384 for ViT-S), ``stride``
-    (patch size in network-input pixels: 16, 14 or 8), ``device``, ``weights_source`` (where the
-    weights came from: a file path or ``'random'``), ``model``, ``mean``/``std`` (3,) normalisation.
+    Attributes: ``name`` (the resolved timm model name), ``dim`` (embedding width, 384 for ViT-S),
+    ``stride`` (patch size in network-input pixels: 16, 14 or 8), ``device``, ``weights_source``
+    (a file path or ``'random'``), ``provenance`` (dict: model, weights, source, sha256, licence,
+    origin; see ``resolve.py``), ``model``, ``mean``/``std`` (3,) input normalisation (the weights'
+    provenance where it states one, else timm's pretrained config; ImageNet for DINO/DINOv2).
     """
 
     def __init__(self, model_name: str = DEFAULT_MODEL, checkpoint=None, random_init: bool = False,
                  device='cpu', input_width: int | None = None):
         if input_width is not None and (int(input_width) != input_width or input_width < 1):
             raise ValueError(f'input_width must be a positive integer or None, got {input_width!r}')
-        self.name = str(model_name)
         self.device = resolve_device(device)
-        if checkpoint:
-            model = _create_vit(self.name, checkpoint)
-            self.weights_source = str(checkpoint)
-        elif random_init:
-            model = _create_vit(self.name)
+        res = resolve_weights(str(model_name), checkpoint or None, random_init)
+        self.name = res.model_name
+        if res.weights is None:
+            model = _create_vit(self.name, model_kwargs=res.model_kwargs)
             self.weights_source = 'random'
         else:
-            cfg = _pretrained_cfg(self.name)
-            cached = find_cached_weights(cfg)
-            if cached is None:
-                raise WeightsUnavailableError(_unavailable_message(self.name, cfg.get('hf_hub_id')))
             try:
-                model = _create_vit(self.name, cached)
+                model = _create_vit(self.name, res.weights, res.model_kwargs)
             except CheckpointError as e:
-                raise WeightsUnavailableError(f'cached weights for {self.name!r} are unusable: {e}. '
-                                              + _unavailable_message(self.name, None)) from e
-            self.weights_source = str(cached)
+                if res.source == 'checkpoint':
+                    raise
+                raise WeightsUnavailableError(
+                    f'{res.source} weights {str(res.weights)!r} for {self.name!r} are unusable: {e}. '
+                    + unavailable_message(str(model_name), res.tried)) from e
+            self.weights_source = str(res.weights)
+        self.provenance = dict(res.provenance)
         self.model = model.eval().requires_grad_(False).to(self.device)
         patch = model.patch_embed.patch_size
         patch = patch if isinstance(patch, int) else patch[0]
@@ -136,7 +114,8 @@ class DinoTeacher(Teacher):
         self.dim = int(model.embed_dim)
         self.input_width = None if input_width is None else int(input_width)
         cfg = model.pretrained_cfg
-        mean, std = cfg.get('mean', (0.485, 0.456, 0.406)), cfg.get('std', (0.229, 0.224, 0.225))
+        mean = res.mean or cfg.get('mean', (0.485, 0.456, 0.406))
+        std = res.std or cfg.get('std', (0.229, 0.224, 0.225))
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device)
 
