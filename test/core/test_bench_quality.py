@@ -3,9 +3,13 @@ they write, not the quality numbers (those need the full run, see bench/RESULTS.
 import json
 import math
 
+import pytest
+
 from n3f_ros.bench.quality import QualitySettings, format_table, run_quality, save_plot, write_json
 from n3f_ros.bench.report import markdown_report
 from n3f_ros.cli.main import main
+
+pytestmark = pytest.mark.slow
 
 
 def _tiny(**kw):

@@ -2,7 +2,11 @@
 import json
 import math
 
+import pytest
+
 from n3f_ros.bench.speed import STAGES, format_table, run_speed, save_plot, write_json
+
+pytestmark = pytest.mark.slow
 
 
 def test_speed_benchmark_reports_every_stage(tmp_path):

@@ -15,6 +15,8 @@ from n3f_ros.core.persistence import MapFileError
 from n3f_ros.core.synth import make_sequence
 from n3f_ros.core.teacher import SyntheticTeacher
 
+pytestmark = pytest.mark.slow
+
 log = logging.getLogger(__name__)
 
 W, H, FRAMES = 192, 144, 12   # the teacher sees 192x144 (16 px patches); keyframes are stored 96 px wide

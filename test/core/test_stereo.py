@@ -135,6 +135,7 @@ def test_keyframe_stereo_fills_depth_and_drops_stale_results(seq, torch_single_t
     assert ks.apply(kb2, job) == 0 and not (kb2.depth > 0).any()
 
 
+@pytest.mark.slow
 def test_rgb_only_mapper_triangulates_and_trains_on_it(seq, torch_single_thread_seeded):
     """Without depth images the mapper's keyframes get triangulated depth (and not with
     stereo_depth off), and the cloud built from it lies on the scene's surface."""

@@ -288,6 +288,7 @@ def test_resolution_order(tiny, tmp_path):
 # n3f weights import / list
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_import_and_list(tiny, tmp_path, capsys):
     from n3f_ros.cli.main import main
     wheel = write_wheel(tmp_path / 'tiny_pkg-0.3-py3-none-any.whl', tiny[1], licence='Apache-2.0')
@@ -315,7 +316,7 @@ def test_cli_import_and_list(tiny, tmp_path, capsys):
 
 
 def test_defaults_are_the_teacher_packages():
-    from n3f_ros.core.mapper import MapperConfig
+    from n3f_ros.core.mapping import MapperConfig
     from n3f_ros.ros.parameters import BY_NAME
     assert BY_NAME['teacher_model'].default == MapperConfig().teacher_model == DEFAULT_MODEL == AUTO
 
