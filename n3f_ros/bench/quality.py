@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from n3f_ros.core.camera import project_points
 from n3f_ros.core.cloud import QueryError, average_precision, iou, query_by_point
 from n3f_ros.core.mapping import Mapper, MapperConfig
+from n3f_ros.core.raster import resize_nearest
 from n3f_ros.core.synth import make_sequence
 from n3f_ros.core.teacher import SyntheticTeacher
 
@@ -154,11 +155,6 @@ def retrieval_map(feature_images, instance_images, object_ids) -> float:
     return float(np.mean(aps)) if aps else 0.0
 
 
-def _resize_nearest(img, w, h):
-    H, W = img.shape[:2]
-    return img[(np.arange(h) * H // h)][:, (np.arange(w) * W // w)]
-
-
 # ---------------------------------------------------------------------------------------------
 # the benchmark
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +180,7 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
     teacher_miou, teacher_ious = segmentation_miou(points, t_feats, labels, seeds, 2.5 * s.gt_voxel)
 
     ew, eh = s.eval_width, int(round(s.height * s.eval_width / s.width))
-    held_inst = [_resize_nearest(f.instance, ew, eh) for f in held]
+    held_inst = [resize_nearest(f.instance, ew, eh) for f in held]
     held_teacher = []
     for f in held:
         uv = np.stack(np.meshgrid((np.arange(ew) + 0.5) * s.width / ew, (np.arange(eh) + 0.5) * s.height / eh),

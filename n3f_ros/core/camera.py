@@ -188,6 +188,16 @@ def pixel_grid(width: int, height: int, stride: int = 1) -> np.ndarray:
     return np.stack([uu.ravel(), vv.ravel()], axis=1)
 
 
+def camera_directions(camera: PinholeCamera, uv=None) -> np.ndarray:
+    """Ray directions in the camera frame (OpenCV optical), unit z, through continuous pixel
+    coordinates ``uv`` (N, 2) -> (N, 3); ``uv`` None: through every pixel centre -> (H, W, 3).
+    A direction times a z-depth is the 3D point."""
+    grid = uv is None
+    uv = pixel_grid(camera.width, camera.height) if grid else np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+    d = np.stack([(uv[:, 0] - camera.cx) / camera.fx, (uv[:, 1] - camera.cy) / camera.fy, np.ones(len(uv))], axis=1)
+    return d.reshape(camera.height, camera.width, 3) if grid else d
+
+
 def pixel_rays(camera: PinholeCamera, T_world_cam, uv) -> tuple[np.ndarray, np.ndarray]:
     """Rays through continuous pixel coordinates ``uv`` (N, 2).
 
@@ -195,11 +205,8 @@ def pixel_rays(camera: PinholeCamera, T_world_cam, uv) -> tuple[np.ndarray, np.n
     normalised: they have unit z in the camera frame, so the ray parameter ``t`` equals
     z-depth: ``p = o + t * d`` lies at depth ``t``.
     """
-    uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
     T = np.asarray(T_world_cam, dtype=np.float64)
-    d_cam = np.stack([(uv[:, 0] - camera.cx) / camera.fx, (uv[:, 1] - camera.cy) / camera.fy,
-                      np.ones(len(uv))], axis=1)
-    d_world = d_cam @ T[:3, :3].T
+    d_world = camera_directions(camera, uv) @ T[:3, :3].T
     o_world = np.broadcast_to(T[:3, 3], d_world.shape).copy()
     return o_world, d_world
 

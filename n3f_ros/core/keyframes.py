@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from n3f_ros.core.camera import PinholeCamera, invert_pose, rotation_angle
 from n3f_ros.core.frame import Frame
+from n3f_ros.core.raster import clean_depth, resize_nearest
 
 
 @dataclass
@@ -116,9 +117,8 @@ class KeyframeBuffer:
         rgb = torch.as_tensor(frame.rgb, device=self.device).permute(2, 0, 1)[None].float()
         self.rgb[slot] = F.interpolate(rgb, size=(h, w), mode='area')[0].permute(1, 2, 0).round().to(torch.uint8)
         if frame.depth is not None:
-            d = torch.as_tensor(np.nan_to_num(frame.depth, nan=0.0, posinf=0.0, neginf=0.0),
-                                dtype=torch.float32, device=self.device)
-            self.depth[slot] = F.interpolate(d[None, None], size=(h, w), mode='nearest')[0, 0].clamp(min=0)
+            d = torch.as_tensor(resize_nearest(clean_depth(frame.depth), w, h), device=self.device)
+            self.depth[slot] = d
         else:
             self.depth[slot] = 0
         f = feats.to(self.device, torch.float32)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from n3f_ros.core.camera import PinholeCamera, invert_pose
+from n3f_ros.core.camera import PinholeCamera, camera_directions, invert_pose
 from n3f_ros.core.options import option
 
 
@@ -72,10 +72,7 @@ def grey(rgb: torch.Tensor) -> torch.Tensor:
 def camera_rays(camera: PinholeCamera, device) -> torch.Tensor:
     """(H, W, 3) float32 ray directions through the pixel centres, camera frame, unit z (a ray
     times a z-depth is the 3D point)."""
-    u = torch.arange(camera.width, device=device, dtype=torch.float32) + 0.5
-    v = torch.arange(camera.height, device=device, dtype=torch.float32) + 0.5
-    vv, uu = torch.meshgrid(v, u, indexing='ij')
-    return torch.stack([(uu - camera.cx) / camera.fx, (vv - camera.cy) / camera.fy, torch.ones_like(uu)], -1)
+    return torch.as_tensor(camera_directions(camera), dtype=torch.float32, device=device)
 
 
 def triangulation_angle(T_world_ref, T_world_src, depth: float) -> float:

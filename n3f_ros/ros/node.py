@@ -49,6 +49,7 @@ from visualization_msgs.msg import MarkerArray
 
 from n3f_ros.core.mapping.config import LIVE_SETTINGS
 from n3f_ros.core.mapping.plausibility import FrameRejected, check_pose
+from n3f_ros.core.persistence import remove_stale_temp_files
 from n3f_ros.io import answers, decode, diagnostics, encode
 from n3f_ros.io.decode import MessageError
 from n3f_ros.io.frame_assembler import FrameAssembler
@@ -91,6 +92,10 @@ class N3FNode(Node):
         self.assembler = FrameAssembler(max_pose_dt=self.p['max_pose_dt'], use_depth=self.p['use_depth'],
                                         min_depth=self.p['min_depth'], max_depth=self.p['max_depth'])
         self.mapper = mapper if mapper is not None else self._build_mapper()
+        map_dir = os.path.dirname(self._map_path())
+        if os.path.isdir(map_dir):
+            for path in remove_stale_temp_files(map_dir):
+                self.get_logger().info(f'removed {path}, left by a save that was interrupted')
         self.mapper.start()
         self._create_interfaces()
         self.add_on_set_parameters_callback(self._on_set_parameters)

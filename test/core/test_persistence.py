@@ -194,3 +194,32 @@ def test_keyframe_buffer_state_loads_with_the_safe_loader(tmp_path):
     p = str(tmp_path / 'map.pt')
     save_map_file(p, state)
     assert_same(load_map_file(p)['keyframes'], buf.state_dict())
+
+
+def test_stale_temp_files_of_dead_writers_are_removed_on_the_next_save(tmp_path):
+    import subprocess
+    dead = subprocess.Popen(['true'])
+    dead.wait()                                               # a pid that no longer runs
+    stale = tmp_path / f'.n3f_map_{dead.pid}_abc.tmp'
+    legacy = tmp_path / '.n3f_map_xyz.tmp'                    # the naming before pids were recorded
+    alive = tmp_path / f'.n3f_map_{os.getppid()}_def.tmp'     # a writer that still runs: kept
+    for p in (stale, legacy, alive):
+        p.write_bytes(b'partial')
+    save_map_file(str(tmp_path / 'map.pt'), make_state())
+    assert sorted(os.listdir(tmp_path)) == sorted(['map.pt', alive.name])
+
+
+def test_load_errors_name_the_problem(tmp_path):
+    with pytest.raises(MapFileError, match='is a directory'):
+        load_map_file(str(tmp_path))
+    fifo = tmp_path / 'fifo'
+    os.mkfifo(fifo)
+    with pytest.raises(MapFileError, match='not a regular file'):
+        load_map_file(str(fifo))                              # and does not block reading it
+    with pytest.raises(MapFileError, match='does not exist'):
+        load_map_file(str(tmp_path / 'nope.pt'))
+    marker = tmp_path / 'marker'
+    zip_path, _ = _crafted_files(tmp_path, str(marker))
+    with pytest.raises(MapFileError) as e:
+        load_map_file(str(zip_path))
+    assert 'weights_only=False' not in str(e.value) and 'safe weights-only loader' in str(e.value)

@@ -10,10 +10,10 @@ import argparse
 import hashlib
 import os
 import pathlib
-import re
 
 import torch
 
+from n3f_ros.core.persistence import UnsafeFileError, check_regular_file, safe_load
 from n3f_ros.core.teacher.base import CheckpointError
 
 #: Keys under which training checkpoints nest the weights, most specific first (DINO stores the
@@ -42,31 +42,24 @@ def read_weights_file(path) -> dict:
     unpickling.
     """
     p = pathlib.Path(path).expanduser()
-    if not p.is_file():
-        raise CheckpointError(f'teacher checkpoint {str(p)!r} does not exist or is not a file')
+    check_regular_file(str(p), 'teacher checkpoint', error=CheckpointError)
     try:
         if p.suffix == '.safetensors':
             from safetensors.torch import load_file
-            obj = load_file(str(p), device='cpu')
+            try:
+                obj = load_file(str(p), device='cpu')
+            except Exception as e:  # noqa: BLE001 - any reader failure is a bad file to the user
+                raise UnsafeFileError(str(e).strip().splitlines()[0][:300] if str(e).strip() else
+                                      type(e).__name__) from e
         else:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                obj = torch.load(str(p), map_location='cpu', weights_only=True)
-    except Exception as e:  # any reader failure is a bad file to the user
+            obj = safe_load(str(p), extra_globals=[argparse.Namespace])
+    except UnsafeFileError as e:
         raise CheckpointError(f'cannot read teacher checkpoint {str(p)!r} (corrupted, truncated, or not a '
-                              f'weights-only PyTorch/safetensors file): {_reason(e)}') from e
+                              f'weights-only PyTorch/safetensors file): {e}') from e
     if not isinstance(obj, dict):
         raise CheckpointError(f'teacher checkpoint {str(p)!r} holds a {type(obj).__name__}, '
                               'expected a state dict (name -> tensor)')
     return obj
-
-
-def _reason(e: Exception) -> str:
-    """The informative part of a torch.load / safetensors error (not torch's generic advice)."""
-    text = str(e).strip()
-    m = re.search(r'WeightsUnpickler error:\s*(.+?)(?:\n\n|$)', text, flags=re.DOTALL)
-    if m:
-        return 'refused by the safe weights-only loader: ' + ' '.join(m.group(1).split())[:300]
-    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def _is_tensor_dict(d) -> bool:
