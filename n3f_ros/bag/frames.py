@@ -229,7 +229,7 @@ class BagFrameSource:
         for m in self.reader.messages([inp.pose, inp.camera_info]):
             try:
                 if m.topic == inp.camera_info:
-                    self.cameras.add(header_sec(m.msg), decode_camera_info(m.msg))
+                    self.cameras.add(header_sec(m.msg), decode_camera_info(m.msg), m.msg.header.frame_id)
                     self.stats.camera_infos += 1
                 else:
                     stamp = header_sec(m.msg)
@@ -255,8 +255,8 @@ class BagFrameSource:
         inp = self.inputs
         topics = [inp.image] + ([inp.depth] if inp.depth else [])
         decode = decode_compressed_image if self.compressed else decode_image
-        pending: collections.deque = collections.deque()      # (stamp, rgb)
-        depths: collections.deque = collections.deque()       # (stamp, depth metres)
+        pending: collections.deque = collections.deque()      # (stamp, rgb, frame id)
+        depths: collections.deque = collections.deque()       # (stamp, depth metres, frame id)
         for m in self.reader.messages(topics):
             if m.topic == inp.image:
                 self.stats.frames_read += 1
@@ -265,13 +265,13 @@ class BagFrameSource:
                     rgb = decode(m.msg)
                     if not rgb.flags.writeable:         # PIL-decoded arrays are read-only; torch warns
                         rgb = rgb.copy()
-                    pending.append((stamp, rgb))
+                    pending.append((stamp, rgb, m.msg.header.frame_id))
                 except MessageError as e:
                     self.stats.dropped[e.reason] += 1
             else:
                 try:
                     d, _ = check_depth(decode_depth(m.msg), self.min_depth, self.max_depth)
-                    depths.append((header_sec(m.msg), d))
+                    depths.append((header_sec(m.msg), d, m.msg.header.frame_id))
                     self.stats.depths += 1
                 except MessageError as e:
                     self.stats.rejected['depth'][e.reason] += 1
@@ -290,14 +290,14 @@ class BagFrameSource:
             if frame is not None:
                 yield frame
 
-    def _assemble(self, stamp: float, rgb: np.ndarray, depths) -> Frame | None:
+    def _assemble(self, stamp: float, rgb: np.ndarray, frame_id: str, depths) -> Frame | None:
         depth = None
         if self.inputs.depth:
             depth, _ = match_depth(stamp, depths, self.rule.depth_dt)
             if depth is None:
                 self.stats.warnings['depth_unmatched'] += 1
         try:
-            frame = assemble(stamp, rgb, self.cameras, self.poses, depth, self.rule)
+            frame = assemble(stamp, rgb, frame_id, self.cameras, self.poses, depth, self.rule)
         except MessageError as e:
             self.stats.dropped[e.reason] += 1
             return None

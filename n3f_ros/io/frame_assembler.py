@@ -9,7 +9,8 @@ An image stamped ``t`` (seconds), received at wall time ``w``, waits until
 
 * a pose at or after ``t`` has arrived (so interpolation can bracket it), or it has waited
   ``hold_time`` seconds (then the nearest pose within ``max_pose_dt`` is used, or it is dropped
-  as ``'no_pose'``);
+  as ``'no_pose'``) — or, with a ``tf_poses`` source (``pose_source: tf``), until that source
+  resolves the image's frame at ``t`` (it says how long to wait for late transforms);
 * and, only while ``use_depth`` and the depth topic is *active* (a depth image arrived within
   ``depth_timeout`` wall seconds), its depth is settled (``pairing.match_depth``) or
   ``hold_time`` passed; depth still missing then: the frame goes on RGB-only and
@@ -28,7 +29,8 @@ import numpy as np
 
 from n3f_ros.core.frame import Frame
 from n3f_ros.io.decode import MessageError
-from n3f_ros.io.pairing import CameraInfoHistory, PairingRule, assemble, depth_needed_after, match_depth
+from n3f_ros.io.pairing import (CameraInfoHistory, FixedPose, PairingRule, assemble, depth_needed_after,
+                                match_depth)
 from n3f_ros.io.pose_buffer import PoseBuffer
 from n3f_ros.io.validation import check_depth
 
@@ -59,12 +61,15 @@ class AssembledFrame:
 class FrameAssembler:
     """Thread-safe pairing of images with intrinsics, depth and poses (see module docstring).
 
-    ``hold_time`` None = :func:`hold_time_for` ``(max_pose_dt)``.
+    ``hold_time`` None = :func:`hold_time_for` ``(max_pose_dt)``. ``tf_poses``: None (poses come
+    from :meth:`add_pose`) or ``f(frame_id, stamp, waited) -> T_world_cam | None`` (None = not yet;
+    raises MessageError when it never will), e.g. ``TfPoseLookup.poll`` bound to the world frame.
     """
 
     def __init__(self, max_pose_dt: float = 0.05, use_depth: bool = True, min_depth: float = 0.1,
                  max_depth: float = 5.0, hold_time: float | None = None, max_pending: int = 4,
-                 depth_timeout: float = 2.0, depth_buffer: int = 8):
+                 depth_timeout: float = 2.0, depth_buffer: int = 8, tf_poses=None):
+        self.tf_poses = tf_poses
         self.depth_timeout = float(depth_timeout)
         self.poses = PoseBuffer()
         self.cameras = CameraInfoHistory()
@@ -94,24 +99,25 @@ class FrameAssembler:
     @property
     def camera(self):
         """The newest intrinsics received (PinholeCamera) or None."""
-        return self.cameras.latest
+        latest = self.cameras.latest
+        return latest[0] if latest is not None else None
 
     # --- inputs ---------------------------------------------------------------------------------
-    def set_camera(self, camera, stamp: float = -np.inf) -> None:
+    def set_camera(self, camera, stamp: float = -np.inf, frame_id: str = '') -> None:
         """Intrinsics from camera_info stamped ``stamp`` seconds (-inf: valid for every image)."""
         with self._lock:
-            self.cameras.add(stamp, camera)
+            self.cameras.add(stamp, camera, frame_id)
 
     def add_pose(self, stamp: float, T_world_cam) -> None:
         """Raises MessageError('stamp_backwards')."""
         self.poses.add(stamp, T_world_cam)
 
-    def add_depth(self, stamp: float, depth: np.ndarray, wall: float) -> float:
+    def add_depth(self, stamp: float, depth: np.ndarray, wall: float, frame_id: str = '') -> float:
         """Buffer a decoded depth image (metres). Invalid pixels are masked to 0; raises
         MessageError('bad_depth') when none is valid. Returns the valid fraction."""
         d, frac = check_depth(depth, self.min_depth, self.max_depth)
         with self._lock:
-            self._depths.append((float(stamp), d))
+            self._depths.append((float(stamp), d, frame_id))
             self._last_depth_wall = wall
         return frac
 
@@ -135,7 +141,7 @@ class FrameAssembler:
             latest = self.cameras.latest
             self.cameras.clear()
             if keep_camera and latest is not None:
-                self.cameras.add(-np.inf, latest)
+                self.cameras.add(-np.inf, *latest)
         self.poses.clear()
 
     @property
@@ -153,8 +159,20 @@ class FrameAssembler:
             while self._pending:
                 img = self._pending[0]
                 timed_out = wall - img.received >= self.hold_time
-                latest = self.poses.latest_stamp
-                pose_ready = latest is not None and latest >= img.stamp
+                poses = self.poses
+                if self.tf_poses is not None:
+                    try:
+                        T = self.tf_poses(img.frame_id, img.stamp, wall - img.received)
+                    except MessageError as e:
+                        self._pending.popleft()
+                        errors.append(e)
+                        continue
+                    pose_ready = T is not None
+                    timed_out = timed_out and pose_ready        # TF decides how long to wait
+                    poses = FixedPose(T) if pose_ready else None
+                else:
+                    latest = self.poses.latest_stamp
+                    pose_ready = latest is not None and latest >= img.stamp
                 depth = None
                 need_depth = self.depth_active(wall)
                 if need_depth:
@@ -167,7 +185,7 @@ class FrameAssembler:
                 if need_depth and depth is None:
                     self.warnings['depth_unmatched'] += 1
                 try:
-                    frame = assemble(img.stamp, img.rgb, self.cameras, self.poses, depth, self.rule)
+                    frame = assemble(img.stamp, img.rgb, img.frame_id, self.cameras, poses, depth, self.rule)
                     frames.append(AssembledFrame(frame, img.frame_id))
                 except MessageError as e:
                     errors.append(e)

@@ -12,6 +12,9 @@ For an image stamped ``t`` (header stamp, seconds):
 * **depth** (optional): the depth image whose stamp is nearest ``t`` within ``max_depth_dt``
   (default: ``max_pose_dt``), resized to the image (nearest). None -> the frame goes on RGB-only
   and the caller counts ``'depth_unmatched'``.
+* **frames**: camera_info and depth must be in the image's frame (``header.frame_id``; aligned
+  depth is published in the colour optical frame). A different non-empty frame id ->
+  ``'frame_mismatch'`` (the intrinsics or depth belong to another camera).
 
 Everything here is pure (no threads, no rclpy); callers own buffering and waiting.
 """
@@ -25,8 +28,7 @@ import numpy as np
 from n3f_ros.core.camera import GeometryError, PinholeCamera
 from n3f_ros.core.frame import Frame
 from n3f_ros.io.decode import MessageError
-from n3f_ros.io.pose_buffer import PoseBuffer
-from n3f_ros.io.validation import align_depth, fit_camera
+from n3f_ros.io.validation import align_depth, fit_camera, safe_text
 
 #: stamps closer than this (seconds) count as equal
 STAMP_EPS = 1e-9
@@ -50,7 +52,7 @@ class PairingRule:
 
 
 class CameraInfoHistory:
-    """Stamp-ordered intrinsics, looked up by image stamp (see the module docstring).
+    """Stamp-ordered intrinsics (with their frame id), looked up by image stamp (see the module docstring).
 
     ``max_size`` bounds memory on a live stream (the oldest entries go first); offline every
     camera_info of a bag fits.
@@ -60,35 +62,41 @@ class CameraInfoHistory:
         self.max_size = int(max_size)
         self._stamps: list[float] = []
         self._cameras: list[PinholeCamera] = []
+        self._frames: list[str] = []
 
     def __len__(self) -> int:
         return len(self._stamps)
 
-    def add(self, stamp: float, camera: PinholeCamera) -> None:
+    def add(self, stamp: float, camera: PinholeCamera, frame_id: str = '') -> None:
         i = bisect.bisect_right(self._stamps, float(stamp))
         self._stamps.insert(i, float(stamp))
         self._cameras.insert(i, camera)
+        self._frames.insert(i, frame_id)
         if len(self._stamps) > self.max_size:
-            del self._stamps[0], self._cameras[0]
+            del self._stamps[0], self._cameras[0], self._frames[0]
 
     @property
-    def latest(self) -> PinholeCamera | None:
-        return self._cameras[-1] if self._cameras else None
+    def latest(self) -> tuple[PinholeCamera, str] | None:
+        """The newest (camera, frame id), or None."""
+        return (self._cameras[-1], self._frames[-1]) if self._cameras else None
 
     def clear(self) -> None:
         self._stamps.clear()
         self._cameras.clear()
+        self._frames.clear()
 
-    def at(self, stamp: float) -> PinholeCamera:
-        """Intrinsics for an image at ``stamp``; raises MessageError('no_camera_info')."""
+    def at(self, stamp: float) -> tuple[PinholeCamera, str]:
+        """(intrinsics, frame id) for an image at ``stamp``; raises MessageError('no_camera_info')."""
         if not self._cameras:
             raise MessageError('no_camera_info', f'no valid camera_info received for the image at {stamp:.6f}')
         i = bisect.bisect_right(self._stamps, float(stamp) + STAMP_EPS)
-        return self._cameras[i - 1] if i > 0 else self._cameras[0]
+        i = i - 1 if i > 0 else 0
+        return self._cameras[i], self._frames[i]
 
 
-def match_depth(stamp: float, depths, max_dt: float) -> tuple[np.ndarray | None, bool]:
-    """Nearest depth to ``stamp`` among ``depths`` (sequence of (stamp, depth)) within ``max_dt``.
+def match_depth(stamp: float, depths, max_dt: float):
+    """Nearest depth to ``stamp`` among ``depths`` (sequence of (stamp, depth, frame id)) within
+    ``max_dt``: ``((depth, frame id) or None, settled)``.
 
     Returns ``(depth or None, settled)``: ``settled`` is True when the answer cannot change as more
     depth arrives, i.e. a depth stamped at or after ``stamp`` is already there (depth streams come
@@ -96,11 +104,11 @@ def match_depth(stamp: float, depths, max_dt: float) -> tuple[np.ndarray | None,
     """
     if not depths:
         return None, False
-    stamps = np.fromiter((s for s, _ in depths), dtype=np.float64, count=len(depths))
+    stamps = np.fromiter((d[0] for d in depths), dtype=np.float64, count=len(depths))
     i = int(np.argmin(np.abs(stamps - stamp)))
     settled = bool(stamps.max() >= stamp - STAMP_EPS)
     if abs(stamps[i] - stamp) <= max_dt + STAMP_EPS:
-        return depths[i][1], settled
+        return (depths[i][1], depths[i][2]), settled
     return None, settled
 
 
@@ -109,17 +117,38 @@ def depth_needed_after(stamp: float, rule: PairingRule) -> float:
     return stamp - rule.depth_dt - STAMP_EPS
 
 
-def assemble(stamp: float, rgb: np.ndarray, cameras: CameraInfoHistory, poses: PoseBuffer,
-             depth: np.ndarray | None, rule: PairingRule) -> Frame:
-    """The core Frame of an image (rgb (H, W, 3) uint8) at ``stamp`` with its matched ``depth``
-    (metres, any registered size, or None). Raises MessageError: ``no_camera_info``,
-    ``size_mismatch``, ``no_pose``, ``bad_frame``."""
+def _same_frame(what: str, frame_id: str, image_frame: str) -> None:
+    if frame_id and image_frame and frame_id != image_frame:
+        raise MessageError('frame_mismatch', f'{what} is in frame {safe_text(frame_id)!r}, the image in '
+                                             f'{safe_text(image_frame)!r} (another camera?)')
+
+
+def assemble(stamp: float, rgb: np.ndarray, image_frame: str, cameras: CameraInfoHistory, poses,
+             depth, rule: PairingRule) -> Frame:
+    """The core Frame of an image (rgb (H, W, 3) uint8) at ``stamp`` in frame ``image_frame`` with
+    its matched ``depth`` ((metres any registered size, frame id) or None). ``poses``: a
+    :class:`PoseBuffer` or anything with its ``lookup(stamp, max_dt)``. Raises MessageError:
+    ``no_camera_info``, ``frame_mismatch``, ``size_mismatch``, ``no_pose``, ``bad_frame``."""
     h, w = rgb.shape[:2]
-    camera = fit_camera(cameras.at(stamp), w, h)
+    info, info_frame = cameras.at(stamp)
+    _same_frame('camera_info', info_frame, image_frame)
+    camera = fit_camera(info, w, h)
     T = poses.lookup(stamp, rule.max_pose_dt)
     if depth is not None:
+        depth, depth_frame = depth
+        _same_frame('depth', depth_frame, image_frame)
         depth = align_depth(depth, w, h)
     try:
         return Frame(rgb, camera, T, stamp, depth)
     except GeometryError as e:
         raise MessageError('bad_frame', str(e)) from e
+
+
+class FixedPose:
+    """A pose already resolved for one image (e.g. from TF), with :class:`PoseBuffer`'s ``lookup``."""
+
+    def __init__(self, T_world_cam):
+        self.T = np.asarray(T_world_cam, dtype=np.float64)
+
+    def lookup(self, stamp: float, max_dt: float) -> np.ndarray:
+        return self.T.copy()

@@ -22,7 +22,7 @@ from n3f_ros.io.decode import MessageError
 #: default largest lead (seconds) of a stamp over the node clock
 MAX_FUTURE_DT = 1.0
 
-__all__ = ['MessageError', 'StampMonitor', 'align_depth', 'check_depth', 'consistent_scale', 'fit_camera']
+__all__ = ['MessageError', 'StampMonitor', 'align_depth', 'check_depth', 'consistent_scale', 'fit_camera', 'safe_text']
 
 
 class StampMonitor:
@@ -108,3 +108,16 @@ def check_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = np
         raise MessageError('bad_depth', f'depth image has no valid pixel in [{min_depth:g}, {max_depth:g}] m '
                                         '(all NaN, zero, negative or out of range)')
     return clean_depth(depth, min_depth, max_depth), frac
+
+
+#: longest untrusted string (names, frame ids) quoted in a log line or error, characters
+MAX_LOGGED_TEXT = 64
+
+
+def safe_text(text, limit: int = MAX_LOGGED_TEXT) -> str:
+    """An untrusted string fit for a log line: control characters escaped (no ANSI sequences reach
+    a terminal), cut to ``limit`` characters with the original length noted."""
+    s = str(text)
+    cut = s[:limit].encode('unicode_escape', 'backslashreplace').decode('ascii') if not s[:limit].isprintable() \
+        else s[:limit]
+    return cut + (f'... ({len(s)} characters)' if len(s) > limit else '')

@@ -66,6 +66,7 @@ class Mapper:
         self.paused = False
         self.prototypes = PrototypeStore()
         self.last_result: QueryResult | None = None
+        self._stats_lock = threading.Lock()          # counters and timings (never the map lock)
         self._counters = collections.Counter()
         self._timing: dict[str, float] = {}
         self._totals = collections.Counter()
@@ -85,7 +86,7 @@ class Mapper:
         with self._lock:
             self._reset_state()
             self.last_result = None
-            self._counters['resets'] += 1
+            self._count('resets', 1)
 
     # read-only views of the map for tools and tests (the map object changes on reset / load)
     keyframes = property(lambda self: self.map.keyframes)
@@ -110,28 +111,36 @@ class Mapper:
             self.map.stereo.min_depth, self.map.stereo.max_depth = self.config.min_depth, self.config.max_depth
 
     def stats(self) -> dict:
-        with self._lock:
+        """Counters and timings for diagnostics. Never waits for the map lock (a training step):
+        counters have their own lock, the map's sizes are read as they are."""
+        state, clouds = self.map, self._clouds
+        with self._stats_lock:
             s = dict(self._counters)
-            cloud = self._clouds.cloud
-            s.update(keyframes=len(self.map.keyframes), train_steps=self.map.train_steps,
-                     queue=len(self._queue), paused=self.paused,
-                     cloud_points=len(cloud) if cloud is not None else 0, prototypes=len(self.prototypes))
-            if self.map.trainer is not None:
-                s.update({f'loss_{k}': v for k, v in self.map.trainer.last.items()})
             s.update({f'{k}_ms': 1000.0 * v for k, v in self._timing.items()})
             s.update({f'{k}_calls': v for k, v in self._calls.items()})
             s.update({f'{k}_total_s': v for k, v in self._totals.items()})
-            if np.isfinite(self._clouds.seconds):
-                s['cloud_ms'] = 1000.0 * self._clouds.seconds
-            return s
+        cloud, trainer = clouds.cloud, state.trainer
+        s.update(keyframes=len(state.keyframes), train_steps=state.train_steps, queue=len(self._queue),
+                 paused=self.paused, cloud_points=len(cloud) if cloud is not None else 0,
+                 prototypes=len(self.prototypes))
+        if trainer is not None:
+            s.update({f'loss_{k}': v for k, v in trainer.last.items()})
+        if np.isfinite(clouds.seconds):
+            s['cloud_ms'] = 1000.0 * clouds.seconds
+        return s
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self._counters[key] += n
 
     def _time(self, key: str, seconds: float) -> None:
         """Record one run of stage ``key``: ``stats()`` reports ``<key>_ms`` (moving average),
         ``<key>_calls`` and ``<key>_total_s``."""
         old = self._timing.get(key)
-        self._timing[key] = seconds if old is None else 0.9 * old + 0.1 * seconds
-        self._totals[key] += seconds
-        self._calls[key] += 1
+        with self._stats_lock:
+            self._timing[key] = seconds if old is None else 0.9 * old + 0.1 * seconds
+            self._totals[key] += seconds
+            self._calls[key] += 1
 
     # ------------------------------------------------------------------------------------------
     # input
@@ -146,14 +155,14 @@ class Mapper:
     def submit(self, frame: Frame) -> bool:
         """Queue a frame for the worker without blocking. False if an older frame was dropped."""
         with self._wake:
-            self._counters['frames_submitted'] += 1
+            self._count('frames_submitted', 1)
             dropped = False
             if self.paused:
-                self._counters['frames_dropped_paused'] += 1
+                self._count('frames_dropped_paused', 1)
                 return False
             while len(self._queue) >= max(1, self.config.queue_size):
                 self._queue.popleft()
-                self._counters['frames_dropped_queue'] += 1
+                self._count('frames_dropped_queue', 1)
                 dropped = True
             self._queue.append(frame)
             self._wake.notify()
@@ -174,10 +183,10 @@ class Mapper:
         try:
             self.check_frame(frame)
         except FrameRejected:
-            self._counters['frames_rejected'] += 1
+            self._count('frames_rejected', 1)
             raise
         frame = self._prepare(frame)
-        self._counters['frames_integrated'] += 1
+        self._count('frames_integrated', 1)
         with self._lock:
             self.latest_frame = frame
             novel = self.map.keyframes.is_novel(frame.T_world_cam)
@@ -193,7 +202,7 @@ class Mapper:
             state = self.map
             feats = state.projector(feats).to(self.device)     # (h, w, D)
             slot = state.add_keyframe(frame, feats)
-            self._counters['keyframes_added'] += 1
+            self._count('keyframes_added', 1)
             job = None
             if frame.depth is None and self.config.stereo_depth:
                 bounds = state.stereo_bounds()
@@ -207,7 +216,7 @@ class Mapper:
                 n = state.stereo.apply(state.keyframes, job)
                 if n and not self._counters['stereo_keyframes']:
                     log.info('no depth images: keyframe depth is triangulated by multi-view stereo')
-                self._counters['stereo_keyframes'] += n
+                self._count('stereo_keyframes', n)
             self._time('stereo', time.perf_counter() - t0)
         with self._lock:
             self.map.maybe_create_field()
@@ -270,7 +279,7 @@ class Mapper:
             except FrameRejected as e:
                 log.warning('frame rejected: %s', e)
             except Exception:   # noqa: BLE001 - the worker must survive anything a frame does
-                self._counters['worker_errors'] += 1
+                self._count('worker_errors', 1)
                 log.exception('mapper worker error')
                 time.sleep(0.1)
 
@@ -351,6 +360,23 @@ class Mapper:
         self.last_result = res
         return res
 
+    def query_pixel(self, camera: PinholeCamera, T_world_cam, u: float, v: float, depth=None,
+                    threshold: float | None = None) -> QueryResult:
+        """Object seen at pixel (``u``, ``v``) (column, row; pixels of ``camera``'s full size) of a
+        camera view: the surface point the pixel sees (from ``depth`` when given, else rendered from
+        the field), then :meth:`query_point` there. QueryError when the pixel is outside the image
+        or sees no mapped surface."""
+        if not (np.isfinite(u) and np.isfinite(v) and 0 <= u < camera.width and 0 <= v < camera.height):
+            raise QueryError(f'pixel ({u}, {v}) is outside the {camera.width}x{camera.height} image')
+        view = self.render_features(camera, T_world_cam, depth)
+        if view is None:
+            raise QueryError('the map is empty')
+        h, w = view.valid.shape
+        r, c = min(int(v * h / camera.height), h - 1), min(int(u * w / camera.width), w - 1)
+        if not view.valid[r, c]:
+            raise QueryError(f'pixel ({u}, {v}) sees no mapped surface')
+        return self.query_point(view.points[r, c], threshold)
+
     def save_prototype(self, name: str, result: QueryResult | None = None) -> str:
         """Store the prototype of ``result`` (default: the last query) under ``name``; returns the
         cleaned name. ValueError (``PrototypeError``) for a bad name, no result or a full store."""
@@ -388,4 +414,4 @@ class Mapper:
             self.map = decoded.state
             self._clouds = CloudCache(self.config, decoded.pca, decoded.pca_steps)
             self.latest_frame = None
-            self._counters['maps_loaded'] += 1
+            self._count('maps_loaded', 1)
