@@ -25,7 +25,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'n3f_node = n3f_ros.ros.node:main',
+            'n3f_node = n3f_ros.ros.node_main:main',
             'n3f = n3f_ros.cli.main:main',
         ],
     },

@@ -10,22 +10,36 @@ Usage (any ROS 2 distribution from Humble on)::
         params_file:=$(ros2 pkg prefix n3f_ros)/share/n3f_ros/config/realsense_wrist.yaml odom:=/odom
 
 Parameters come from ``params_file`` (default: the installed ``config/n3f.yaml``). The launch
-arguments ``pose_source``, ``use_depth`` and ``world_frame`` override the file only when given a
-non-empty value, so a params file such as ``realsense_wrist.yaml`` (``pose_source: odom``) is
-not silently overridden by a launch default. ``use_sim_time`` is always passed.
+arguments ``pose_source``, ``use_depth``, ``world_frame`` and ``teacher_random_init`` override the
+file only when given a non-empty value, so a params file such as ``realsense_wrist.yaml``
+(``pose_source: odom``) is not silently overridden by a launch default. ``use_sim_time`` is always
+passed.
 
 Every input topic of SPEC §3 can be remapped with the argument of the same name (``image``,
 ``image_compressed``, ``camera_info``, ``depth``, ``pose``, ``odom``, ``query_point``);
 ``query_point`` defaults to RViz's ``/clicked_point`` so the "Publish Point" tool queries the map.
 
+Failure handling: with ``rviz:=true`` the rviz2 executable is looked up *before* any action is
+created, so a machine without rviz2 gets one clear error and no process is started (nothing is
+left running). The node is required: when it exits, the launch shuts down. When rviz2 dies
+(non-zero exit, not during shutdown) the launch shuts down too, saying so. RViz gets the node's
+effective world frame as its fixed frame (``-f``): the ``world_frame`` argument if given, else the
+params file's ``world_frame``, else the node's default.
+
 Only the standard ``launch`` / ``launch_ros`` API is used (``DeclareLaunchArgument``,
-``OpaqueFunction``, ``LaunchConfiguration``, ``launch_ros.actions.Node``).
+``OpaqueFunction``, ``LaunchConfiguration``, ``Shutdown``, ``LogInfo``, ``launch_ros.actions.Node``),
+plus this package's ROS-free interface data (node name) and parameter table (default world frame).
 """
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+import os
+
+import yaml
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, Shutdown
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from n3f_ros.ros.interface import NODE_NAME
 
 PACKAGE = 'n3f_ros'
 
@@ -45,6 +59,7 @@ PARAMETER_OVERRIDES = {
     'pose_source': str,
     'use_depth': bool,
     'world_frame': str,
+    'teacher_random_init': bool,
 }
 
 #: topics the node publishes (SPEC §3); RViz's absolute names are remapped into the namespace
@@ -73,6 +88,66 @@ def _namespace_prefix(namespace):
     return '/' + namespace if namespace else ''
 
 
+def executable_in_package(package, executable):
+    """Path of ``executable`` as launch_ros resolves it (``<prefix>/lib/<package>/<executable>``).
+
+    Raises ``RuntimeError`` with what is missing when the package is not in the ament index or the
+    file is not there / not executable.
+    """
+    try:
+        prefix = get_package_prefix(package)
+    except PackageNotFoundError:
+        raise RuntimeError(f"package '{package}' is not installed (not found in AMENT_PREFIX_PATH)") from None
+    path = os.path.join(prefix, 'lib', package, executable)
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"package '{package}' has no executable '{executable}' ({path})")
+    return path
+
+
+def check_rviz2():
+    """Raise a clear ``RuntimeError`` when rviz2 cannot be started (called before any action exists)."""
+    try:
+        executable_in_package('rviz2', 'rviz2')
+    except RuntimeError as e:
+        raise RuntimeError(f'rviz:=true but rviz2 cannot be started: {e}. Install rviz2 '
+                           '(e.g. apt install ros-$ROS_DISTRO-rviz2) or launch without rviz:=true; '
+                           'nothing was started.') from None
+
+
+def _params_file_value(params_file, name, namespace):
+    """Value of parameter ``name`` for node ``NODE_NAME`` in a ROS 2 params file, or None.
+
+    Sections are matched like rcl does for this node: ``/**``, ``n3f``, ``/n3f``, ``<ns>/n3f`` and
+    ``/<ns>/n3f``; a node-specific section wins over ``/**``.
+    """
+    try:
+        with open(params_file) as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise RuntimeError(f"params_file '{params_file}' cannot be read: {e}") from None
+    ns = namespace.strip().strip('/')
+    own = {NODE_NAME, '/' + NODE_NAME, ns + '/' + NODE_NAME, '/' + ns + '/' + NODE_NAME}
+    value = None
+    for key, section in data.items() if isinstance(data, dict) else ():
+        params = section.get('ros__parameters', {}) if isinstance(section, dict) else {}
+        if name in params and (key in own or (key == '/**' and value is None)):
+            value = params[name]
+    return value
+
+
+def effective_world_frame(context):
+    """The node's world frame: the ``world_frame`` argument, else the params file's, else the default."""
+    override = LaunchConfiguration('world_frame').perform(context).strip()
+    if override:
+        return override
+    value = _params_file_value(LaunchConfiguration('params_file').perform(context), 'world_frame',
+                               LaunchConfiguration('namespace').perform(context))
+    if value:
+        return str(value)
+    from n3f_ros.ros.parameters import defaults   # the one place the node's defaults live
+    return defaults()['world_frame']
+
+
 def node_parameters(context):
     """The node's ``parameters`` list: the params file, then the non-empty overrides."""
     params_file = LaunchConfiguration('params_file').perform(context)
@@ -90,23 +165,41 @@ def node_remappings(context):
     return [(topic, LaunchConfiguration(arg).perform(context)) for arg, topic in INPUT_REMAPS.items()]
 
 
+def shutdown_on_failure(what, hint=''):
+    """``on_exit`` callback: a non-zero exit of ``what`` (outside shutdown) logs why and ends the launch."""
+    def on_exit(event, context):
+        if context.is_shutdown or event.returncode == 0:
+            return None
+        reason = f'{what} exited with code {event.returncode}: shutting the launch down' + (
+            f' ({hint})' if hint else '')
+        return [LogInfo(msg=reason), Shutdown(reason=reason)]
+    return on_exit
+
+
 def _launch_setup(context, *args, **kwargs):
-    """Build the node (and RViz2) once the launch arguments are known."""
+    """Build the node (and RViz2) once the launch arguments are known; checks come first."""
     namespace = LaunchConfiguration('namespace').perform(context)
     use_sim_time = _as_bool('use_sim_time', LaunchConfiguration('use_sim_time').perform(context))
+    rviz = _as_bool('rviz', LaunchConfiguration('rviz').perform(context))
+    parameters = node_parameters(context)
+    remappings = node_remappings(context)
+    if rviz:
+        check_rviz2()                          # before any action: a missing rviz2 leaves nothing running
+        world_frame = effective_world_frame(context)
     actions = [
         Node(
             package=PACKAGE,
             executable='n3f_node',
-            name='n3f',
+            name=NODE_NAME,
             namespace=namespace,
-            parameters=node_parameters(context),
-            remappings=node_remappings(context),
+            parameters=parameters,
+            remappings=remappings,
             output='screen',
             emulate_tty=True,
+            on_exit=Shutdown(reason='n3f_node exited'),
         ),
     ]
-    if _as_bool('rviz', LaunchConfiguration('rviz').perform(context)):
+    if rviz:
         prefix = _namespace_prefix(namespace)
         # The RViz config names the node's topics at the root namespace (/feature_cloud, ...):
         # follow the node into its namespace.
@@ -115,10 +208,11 @@ def _launch_setup(context, *args, **kwargs):
             package='rviz2',
             executable='rviz2',
             name='rviz2',
-            arguments=['-d', LaunchConfiguration('rviz_config').perform(context)],
+            arguments=['-d', LaunchConfiguration('rviz_config').perform(context), '-f', world_frame],
             parameters=[{'use_sim_time': use_sim_time}],
             remappings=rviz_remaps,
             output='screen',
+            on_exit=shutdown_on_failure('rviz2', 'run without rviz:=true if no display is available'),
         ))
     return actions
 
@@ -138,7 +232,11 @@ def launch_arguments():
                               description='Override: true/false, use the depth topic; '
                                           'empty = from params_file'),
         DeclareLaunchArgument('world_frame', default_value='',
-                              description='Override: frame of poses and outputs; empty = from params_file'),
+                              description='Override: frame of poses and outputs (and RViz fixed frame); '
+                                          'empty = from params_file'),
+        DeclareLaunchArgument('teacher_random_init', default_value='',
+                              description='Override: true = random teacher weights (tests/throughput only, '
+                                          'no pretrained weights needed); empty = from params_file'),
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               description='Use /clock (true when replaying a bag with --clock)'),
         DeclareLaunchArgument('rviz', default_value='false',

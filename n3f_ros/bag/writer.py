@@ -11,18 +11,28 @@ Two layers:
 Conventions: stamps are int nanoseconds (header stamp == bag log time); poses are ``T_world_cam``
 (OpenCV optical camera in the world frame), metres, quaternions (x, y, z, w); depth is 16UC1 in
 millimetres, aligned to the colour camera (same intrinsics and frame_id).
+
+What rosbag2 itself writes, and so do these bags: ``ros_distro`` (metadata.yaml and the copy
+embedded in the storage file) is the distro whose message definitions the bag uses, not
+``rosbags``; each MCAP channel's metadata holds ``offered_qos_profiles`` *and* ``topic_type_hash``
+(the type's RIHS01 hash, as rosbag2_storage_mcap's ``create_topic`` writes and ``read_metadata``
+reads it back into ``type_description_hash``).
 """
 from __future__ import annotations
 
 import io
 import json
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import Channel, McapWriter, write_channel, write_string
+from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 from rosbags.typesys import Stores, get_typestore
 
 from n3f_ros.core.camera import PinholeCamera, invert_pose, pose_from_xyz_quat, pose_to_xyz_quat, rot_to_quat
@@ -153,6 +163,56 @@ def to_ns(seconds: float) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# storage: what rosbag2 writes
+# ---------------------------------------------------------------------------------------------
+
+def with_ros_distro(metadata_yaml: str, distro: str) -> str:
+    """A bag-metadata YAML text (rosbag2_bagfile_information content) with ``ros_distro`` set."""
+    data = yaml.safe_load(metadata_yaml)
+    data['ros_distro'] = distro
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).strip()
+
+
+class _DistroMetadata:
+    """Storage mixin: the metadata copy inside the storage file names ``ros_distro`` (set after open)."""
+
+    ros_distro = ''
+
+    def close(self, version: int, metadata: str) -> None:
+        """Close the storage, embedding the metadata with our ``ros_distro``."""
+        super().close(version, with_ros_distro(metadata, self.ros_distro))
+
+
+class _Sqlite3Storage(_DistroMetadata, Sqlite3Writer):
+    """rosbags' sqlite3 storage; its ``metadata`` table names the bag's distro."""
+
+
+class _McapStorage(_DistroMetadata, McapWriter):
+    """rosbags' MCAP storage writing channel metadata as rosbag2_storage_mcap does."""
+
+    def add_connection(self, connection, offered_qos_profiles: str) -> None:
+        """Channel record with ``offered_qos_profiles`` and ``topic_type_hash`` (RIHS01).
+
+        Same record as rosbags' own ``McapWriter.add_connection`` (rosbags 0.11.9) plus the hash key;
+        test/core/test_bag_writer.py reads it back with the independent ``mcap`` reader.
+        """
+        metadata = io.BytesIO()
+        for key, value in (('offered_qos_profiles', offered_qos_profiles), ('topic_type_hash', connection.digest)):
+            write_string(metadata, key)
+            write_string(metadata, value)
+        self.channels.append(Channel(connection.id, connection.msgtype, connection.topic,
+                                     connection.ext.serialization_format, metadata.getvalue()))
+        self.channel_stats[connection.id] = 0
+        write_channel(self.chunk.bio, self.channels[-1], self.schemas)
+
+
+class _Rosbag2Writer(Writer):
+    """rosbags' Writer with the storages above."""
+
+    STORAGE_PLUGINS = {StoragePlugin.SQLITE3: _Sqlite3Storage, StoragePlugin.MCAP: _McapStorage}
+
+
+# ---------------------------------------------------------------------------------------------
 # message level
 # ---------------------------------------------------------------------------------------------
 
@@ -171,18 +231,31 @@ class BagWriter:
         self.path = Path(path)
         if self.path.exists():
             raise BagWriteError(f'{self.path} exists already; rosbag2 writers never overwrite')
+        self.distro = distro
         self.ts = get_typestore(DISTROS[distro])
-        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        self._writer = _Rosbag2Writer(self.path, version=9, storage_plugin=STORAGES[storage])
         self._conns: dict[str, object] = {}
         self.counts: dict[str, int] = {}
         self._t = self.ts.types
 
     def __enter__(self) -> "BagWriter":
         self._writer.open()
+        self._writer.storage.ros_distro = self.distro
         return self
 
     def __exit__(self, exc_type, exc, tb):
         self._writer.__exit__(exc_type, exc, tb)
+        if exc_type is None:
+            self._set_metadata_distro()
+
+    def _set_metadata_distro(self) -> None:
+        """metadata.yaml names our distro (rosbags writes 'rosbags'); replaced atomically."""
+        meta = self.path / 'metadata.yaml'
+        data = yaml.safe_load(meta.read_text())
+        data['rosbag2_bagfile_information']['ros_distro'] = self.distro
+        tmp = meta.with_suffix('.yaml.tmp')
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+        os.replace(tmp, meta)
 
     def set_custom_data(self, key: str, value: str) -> None:
         """Key/value stored in the bag's metadata.yaml (``custom_data``)."""

@@ -4,7 +4,7 @@ A small stand-in for ``ros2 bag play`` that needs only ``rclpy`` and ``rosbags``
 C++ stack is not available from the Python package registries)::
 
     n3f play BAG [--rate R] [--loop] [--topics T ...] [--remap OLD:=NEW ...] [--clock [HZ]]
-                 [--delay S] [--wait-subscribers S] [--quiet]
+                 [--delay S] [--wait-subscribers S] [--wait-topic T ...] [--quiet]
 
 Messages are read with :mod:`n3f_ros.bag.reader`, deserialised by ``rosbags`` and copied field
 by field into the ``rclpy`` message class of the same type name (``sensor_msgs/msg/Image`` ->
@@ -12,6 +12,14 @@ by field into the ``rclpy`` message class of the same type name (``sensor_msgs/m
 ``wall_start + (log_time - bag_start) / rate``. Header stamps are left as recorded; with
 ``--clock`` the bag's time is published on ``/clock`` so nodes with ``use_sim_time`` follow it.
 Publishers use reliable QoS (transient local for topics recorded as latched).
+
+Readiness: ``--wait-subscribers S`` waits up to S seconds for every played topic to have a
+subscriber, then plays anyway (naming the topics nobody listens to). ``--wait-topic T ...`` names
+topics that *must* have a subscriber (e.g. the image topic of a node that is still loading its
+model): playback waits for them (up to ``--wait-subscribers`` S, default
+:data:`WAIT_TOPIC_TIMEOUT`) and exits with status 3 and a clear message if none appears; listed
+topics the bag does not have are skipped (a launch file can name both the raw and the compressed
+image topic), but at least one must be in the bag.
 """
 from __future__ import annotations
 
@@ -33,6 +41,10 @@ PROGRESS_INTERVAL = 5.0
 MATCH_SETTLE = 0.3
 #: simulated-time topic of --clock (can be remapped like a bag topic)
 CLOCK_TOPIC = '/clock'
+#: [s] default wait for a subscriber on each --wait-topic when --wait-subscribers is not given
+WAIT_TOPIC_TIMEOUT = 60.0
+#: exit status when a --wait-topic never got a subscriber
+EXIT_NO_SUBSCRIBER = 3
 
 
 def add_parser(subparsers) -> None:
@@ -53,8 +65,13 @@ def add_parser(subparsers) -> None:
                    help='publish the bag time on /clock at HZ (default 40) for use_sim_time nodes')
     p.add_argument('--delay', type=float, default=0.0,
                    help='[s] wait after creating the publishers, before the first message')
-    p.add_argument('--wait-subscribers', type=float, default=0.0, metavar='S',
-                   help='[s] wait up to S for every topic to have a subscriber before playing')
+    p.add_argument('--wait-subscribers', type=float, default=None, metavar='S',
+                   help='[s] wait up to S for every topic to have a subscriber before playing '
+                        '(then play anyway); with --wait-topic: how long to wait for those '
+                        f'(default {WAIT_TOPIC_TIMEOUT:g})')
+    p.add_argument('--wait-topic', nargs='+', metavar='TOPIC', default=None,
+                   help='bag topics that must have a subscriber before playing (exit 3 if none after '
+                        '--wait-subscribers S); names not in the bag are skipped, at least one must be in it')
     p.add_argument('--quiet', action='store_true', help='no progress output')
     p.set_defaults(func=run)
 
@@ -217,7 +234,7 @@ def _error(text: str) -> int:
 
 
 def run(args) -> int:
-    """Play the bag; returns the process exit status (0 played or interrupted, 2 bad input)."""
+    """Play the bag; returns the exit status (0 played or interrupted, 2 bad input, 3 no subscriber on --wait-topic)."""
     from n3f_ros.bag.reader import BagError, BagReader, PlaybackSchedule, parse_remaps
 
     if not args.rate > 0:
@@ -244,13 +261,19 @@ def run(args) -> int:
                 message_class(infos[topic].msgtype)
             except (LookupError, ValueError) as exc:
                 return _error(f'topic {topic}: {exc}')
-        return _play(args, bag, topics, infos, remaps, PlaybackSchedule)
+        required = [t for t in args.wait_topic or () if t in topics]
+        if args.wait_topic and not required:
+            return _error(f"none of the --wait-topic topics ({', '.join(args.wait_topic)}) is played from bag "
+                          f'{bag.path}; the bag has:\n{bag.describe_topics()}')
+        if args.wait_subscribers is not None and args.wait_subscribers < 0:
+            return _error(f'--wait-subscribers must be >= 0, got {args.wait_subscribers}')
+        return _play(args, bag, topics, infos, remaps, PlaybackSchedule, required)
     finally:
         bag.close()
 
 
-def _play(args, bag, topics, infos, remaps, schedule_cls) -> int:
-    """Create the node and publishers, then publish every message at its deadline."""
+def _play(args, bag, topics, infos, remaps, schedule_cls, required=()) -> int:
+    """Create the node and publishers, wait for subscribers, then publish every message at its deadline."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
     from rclpy.signals import SignalHandlerOptions
@@ -274,7 +297,25 @@ def _play(args, bag, topics, infos, remaps, schedule_cls) -> int:
                      for t in topics]
             print(f'[n3f play] {bag.path}: {total} msgs, {bag.duration_s:.2f} s at rate {args.rate:g}'
                   + (' (loop)' if args.loop else '') + '\n' + '\n'.join(lines), file=sys.stderr, flush=True)
-        _wait_for_subscribers(publishers, args.wait_subscribers)
+        if required:
+            timeout = WAIT_TOPIC_TIMEOUT if args.wait_subscribers is None else args.wait_subscribers
+            waiting = {t: publishers[t] for t in required}
+            if not args.quiet:
+                print(f"[n3f play] waiting up to {timeout:g} s for a subscriber on "
+                      f"{', '.join(remaps.get(t, t) for t in required)}", file=sys.stderr, flush=True)
+            missing = _wait_for_subscribers(waiting, timeout)
+            if missing:
+                names = ', '.join(remaps.get(t, t) for t in missing)
+                print(f'n3f play: error: no subscriber on {names} after {timeout:g} s: is the node running, '
+                      'subscribed to this topic (check its remappings and namespace) and on this '
+                      'ROS_DOMAIN_ID? Nothing was played.', file=sys.stderr, flush=True)
+                return EXIT_NO_SUBSCRIBER
+        elif args.wait_subscribers:
+            missing = _wait_for_subscribers(publishers, args.wait_subscribers)
+            if missing and not args.quiet:
+                print(f"[n3f play] no subscriber after {args.wait_subscribers:g} s on "
+                      f"{', '.join(remaps.get(t, t) for t in missing)}; playing anyway",
+                      file=sys.stderr, flush=True)
         if args.delay > 0:
             time.sleep(args.delay)
         progress = _Progress(total, args.quiet)
@@ -318,18 +359,22 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _wait_for_subscribers(publishers: dict, timeout: float) -> None:
+def _wait_for_subscribers(publishers: dict, timeout: float) -> list:
     """Wait up to ``timeout`` s until every publisher is matched by at least one subscription.
 
-    Once matched, waits :data:`MATCH_SETTLE` s more: the publisher may see the subscription before
-    the subscription has matched the publisher, and messages sent in between are only delivered
-    later, in a burst, by the reliable protocol.
+    Returns the topics still without a subscriber ([] when all matched). Once matched, waits
+    :data:`MATCH_SETTLE` s more: the publisher may see the subscription before the subscription
+    has matched the publisher, and messages sent in between are only delivered later, in a burst,
+    by the reliable protocol.
     """
     end = time.monotonic() + timeout
-    while timeout > 0 and time.monotonic() < end:
-        if all(p.get_subscription_count() > 0 for p in publishers.values()):
+    while True:
+        missing = [t for t, p in publishers.items() if p.get_subscription_count() == 0]
+        if not missing:
             time.sleep(MATCH_SETTLE)
-            return
+            return []
+        if time.monotonic() >= end:
+            return missing
         time.sleep(0.05)
 
 

@@ -2,6 +2,18 @@
 checks a running node against it, so documentation and code cannot drift. No ROS import here."""
 from __future__ import annotations
 
+import re
+
+#: first word of the node's INFO log line once its topics, services and timers exist and the
+#: mapper runs (``ready: world_frame 'map', ...``): launch/n3f_bag.launch.py starts the bag player on it
+READY_LOG = 'ready:'
+#: regex (re.MULTILINE) finding that line in the node's output: READY_LOG as the message of an
+#: rcutils log line (``[INFO] [t] [ns.n3f]: ready: ...``), or at a line start, possibly after a
+#: colour code (custom RCUTILS_CONSOLE_OUTPUT_FORMAT / colourised output)
+READY_PATTERN = r'(?:^|\]: |\x1b\[[0-9;]*m)' + re.escape(READY_LOG)
+#: the node's default name (``n3f_node``; the launch files name it so too)
+NODE_NAME = 'n3f'
+
 # (relative name, type, notes); names are relative to the node's namespace
 SUBSCRIBED = (
     ('image', 'sensor_msgs/msg/Image', 'rgb8, bgr8, rgba8, bgra8, mono8 (when `image_transport: raw`)'),
@@ -31,6 +43,13 @@ PUBLISHED = (
     ('keyframes', 'geometry_msgs/msg/PoseArray', 'keyframe camera poses'),
     ('diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', 'rates, drops, rejections by reason, loss, memory'),
 )
+
+#: PointField names of the node's PointCloud2 outputs, in order (SPEC §3; rviz/n3f.rviz colours by them)
+CLOUD_FIELDS = {
+    'feature_cloud': ('x', 'y', 'z', 'rgb', 'label'),
+    'query/cloud': ('x', 'y', 'z', 'rgb', 'similarity'),
+    'edit/cloud': ('x', 'y', 'z', 'rgb', 'label'),
+}
 
 SERVICES = (
     ('~/reset', 'std_srvs/srv/Trigger', 'forget the map (prototypes kept)'),

@@ -30,6 +30,7 @@ colour) similarity; ``edit/cloud`` = x y z rgb(observed colour) label.
 from __future__ import annotations
 
 import os
+import signal
 import time
 import traceback
 
@@ -39,6 +40,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, PoseArray, PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -54,6 +56,7 @@ from n3f_ros.io import answers, decode, diagnostics, encode
 from n3f_ros.io.decode import MessageError
 from n3f_ros.io.frame_assembler import FrameAssembler
 from n3f_ros.io.validation import StampMonitor
+from n3f_ros.ros.interface import READY_LOG
 from n3f_ros.ros.parameters import PARAMETERS, descriptor, validate
 
 #: seconds between two log lines for the same (topic, reason)
@@ -63,6 +66,9 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 #: QoS of pose / odometry input: best effort matches reliable and best-effort publishers
 POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+#: [s] at shutdown, the mapper worker's current step (one training step or frame, ~1 s on a loaded
+#: CPU) may finish within this; the process then exits anyway (launch escalates to SIGTERM after 5 s)
+STOP_TIMEOUT = 2.0
 
 
 class StartupError(RuntimeError):
@@ -104,9 +110,19 @@ class N3FNode(Node):
         weights = (f" ({prov.get('source')}: {prov.get('origin')}, weights {prov.get('weights')}, "
                    f"licence {prov.get('licence')})") if prov else ''
         self.get_logger().info(
-            f"ready: world_frame '{self.world_frame}', pose_source '{self.p['pose_source']}', "
+            f"{READY_LOG} world_frame '{self.world_frame}', pose_source '{self.p['pose_source']}', "
             f"image_transport '{self.p['image_transport']}', teacher '{getattr(teacher, 'name', '?')}'"
-            f"{weights} on {self.mapper.device}")
+            f"{weights}{' (random init)' if self.p['teacher_random_init'] else ''} on {self.mapper.device}")
+
+    def create_timer(self, timer_period_sec, callback, callback_group=None, clock=None, **kwargs):
+        """Every timer of this node runs on the steady clock unless a clock is given.
+
+        The outputs (feature_cloud, keyframes, diagnostics) and the input poll are wall-rate jobs:
+        on the node clock they would stop with ``use_sim_time`` whenever ``/clock`` does (a bag
+        that ended, a paused player, no player yet). Message stamps still use the node clock.
+        """
+        return super().create_timer(timer_period_sec, callback, callback_group,
+                                     clock or Clock(clock_type=ClockType.STEADY_TIME), **kwargs)
 
     # ------------------------------------------------------------------------------------------
     # set-up
@@ -518,6 +534,12 @@ class N3FNode(Node):
 
 
 def main(args=None) -> int:
+    """Run the node until SIGINT / SIGTERM / shutdown; bounded clean-up; returns the exit status.
+
+    The process entry point is :func:`n3f_ros.ros.node_main.main` (``n3f_node``), which ends the
+    process right after this returns. Once spin has returned a second SIGINT ends the process at
+    once; the mapper worker gets :data:`STOP_TIMEOUT` s to finish its step.
+    """
     rclpy.init(args=args)
     node = None
     rc = 0
@@ -532,7 +554,9 @@ def main(args=None) -> int:
         rclpy.logging.get_logger('n3f').fatal(str(e))
         rc = 1
     finally:
+        signal.signal(signal.SIGINT, lambda *_: os._exit(130))   # impatient second Ctrl-C
         if node is not None:
+            node.mapper.stop(timeout=STOP_TIMEOUT)
             node.close()
             node.destroy_node()
         if rclpy.ok():

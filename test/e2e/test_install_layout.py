@@ -126,7 +126,7 @@ def test_every_module_installed_and_entry_points(install):
     assert not missing, f'not installed (package folder without __init__.py?): {missing}'
     [egg] = list(purelib.glob('n3f_ros*.egg-info'))
     entry_points = (egg / 'entry_points.txt').read_text()
-    assert 'n3f_node = n3f_ros.ros.node:main' in entry_points
+    assert 'n3f_node = n3f_ros.ros.node_main:main' in entry_points
     assert 'n3f = n3f_ros.cli.main:main' in entry_points
 
 

@@ -318,3 +318,43 @@ def test_to_ros_message_nested_arrays_strings_bytes():
     arr = to_ros_message(T['visualization_msgs/msg/MarkerArray'](markers=[m]))
     got = arr.markers[0]
     assert got.text == 'cup 0.9' and got.id == 3 and got.points[1].z == 1.0 and got.colors[0].g == 0.5
+
+
+# --- readiness: --wait-topic ------------------------------------------------------------------------
+
+def test_wait_topic_plays_once_a_late_subscriber_appears(tmp_path, ros):
+    """The player waits for the (late) image subscriber, then every image arrives; a listed topic the
+    bag lacks (the compressed one) is skipped (issue 13: the node needs 10-20 s before it listens)."""
+    bag = write_bag(tmp_path / 'bag')
+    node, executor = ros
+    p = unique_prefix()
+    image_t = p + '/camera/color/image_raw'
+    proc = run_play(bag, '--wait-topic', '/camera/color/image_raw', '/camera/color/image_raw/compressed',
+                    '--wait-subscribers', 60, *remap_args(p))
+    try:
+        time.sleep(3.0)                       # the subscriber comes late, like a node loading its model
+        assert proc.poll() is None, proc.communicate()[1]
+        received = {}
+        _subscribe(node, {image_t: TOPICS['/camera/color/image_raw']}, received)
+        _spin_until(executor, proc, lambda: len(received[image_t]) >= N, timeout=30)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert [_stamp_ns(m) for _, m in received[image_t]] == [T0 + i * DT for i in range(N)], err
+    assert 'waiting up to 60 s for a subscriber on ' + image_t in err
+
+
+def test_wait_topic_without_subscriber_fails_clearly(tmp_path):
+    """Nobody subscribes: exit 3 after the timeout with a message naming the topic; nothing played.
+    None of the --wait-topic names in the bag: exit 2, listing the bag's topics."""
+    bag = write_bag(tmp_path / 'bag')
+    p = unique_prefix()
+    proc = run_play(bag, '--wait-topic', '/camera/color/image_raw', '--wait-subscribers', 1, *remap_args(p))
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert f'no subscriber on {p}/camera/color/image_raw after 1 s' in err and 'Nothing was played' in err
+    assert 'done:' not in err and 'Traceback' not in err
+    proc = run_play(bag, '--wait-topic', '/not/in/bag')
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and 'none of the --wait-topic topics' in err and '/camera/pose' in err, err

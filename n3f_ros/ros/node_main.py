@@ -1,0 +1,47 @@
+"""Process entry point of ``n3f_node``: start quietly, stop quickly (SIGINT/SIGTERM exit < 5 s).
+
+Measured on this project's 2-core CPU, contended (issue 13, point 5), with the node training and a
+feature_cloud subscriber: after SIGINT the node's own clean-up (leave spin, stop the mapper worker,
+destroy the node, shut rclpy down) took 0.03-1.6 s (up to one training step in flight), but the
+process then spent another 3.5-8 s in Python's interpreter finalization (garbage-collecting and
+tearing down the torch / timm / open3d / rclpy module state), so ``ros2 launch`` escalated to SIGTERM
+after its 5 s. And a SIGINT while the node module was still importing (the first ~1-2 s) printed
+a ``KeyboardInterrupt`` traceback, since that import ran before any handler.
+
+So this module imports nothing heavy at the top level; a Ctrl-C during the import exits quietly
+with status 130; :func:`n3f_ros.ros.node.main` runs and cleans up (bounded); then the process ends
+with ``os._exit`` after flushing stdio and logging. Nothing left needs finalization: maps are only
+written by the ``~/save`` service (atomically), never at exit.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+#: exit status of a process stopped by SIGINT before it was running (128 + SIGINT)
+EXIT_INTERRUPTED = 130
+
+
+def _exit_now(rc: int) -> None:
+    """Flush what the process printed and end it without interpreter finalization."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):      # closed or broken pipe: nothing more to save
+            pass
+    os._exit(rc)
+
+
+def main(args=None) -> None:
+    """``n3f_node``: run the node until shutdown, then exit at once with its status."""
+    try:
+        from n3f_ros.ros.node import main as run_node
+    except KeyboardInterrupt:               # Ctrl-C while importing rclpy / numpy: nothing to clean up
+        _exit_now(EXIT_INTERRUPTED)
+    _exit_now(run_node(args))
+
+
+if __name__ == '__main__':
+    main()
