@@ -19,6 +19,7 @@ bad_focal           camera_info K with a non-positive focal length (e.g. an all-
 non_finite          NaN/inf in K, a position or a point
 bad_quaternion      quaternion not of unit length (tolerance :data:`QUAT_TOLERANCE`)
 bad_stamp           header stamp with ``nanosec >= 1e9``
+bad_frame_id        header frame id too long or with control characters
 bad_type            a message without the expected fields
 ==================  ===========================================================================
 
@@ -98,6 +99,21 @@ def stamp_to_ns(stamp) -> int:
 def header_sec(msg) -> float:
     """Header stamp of a stamped message in float seconds."""
     return stamp_to_sec(msg.header.stamp)
+
+
+#: longest accepted frame id (characters); ROS frame names are short
+MAX_FRAME_ID = 256
+
+
+def header_frame(msg) -> str:
+    """Header frame id of a stamped message; ``'bad_frame_id'`` when it is longer than
+    :data:`MAX_FRAME_ID` or holds control characters (it would end up in logs and TF lookups)."""
+    f = str(msg.header.frame_id)
+    if len(f) > MAX_FRAME_ID or not f.isprintable():
+        shown = f[:40].encode('unicode_escape', 'backslashreplace').decode('ascii')
+        raise MessageError('bad_frame_id', f'frame id {shown!r}... of {len(f)} characters '
+                                           f'(at most {MAX_FRAME_ID} printable characters)')
+    return f
 
 
 def _check_size(width, height, what: str) -> tuple[int, int]:

@@ -12,9 +12,11 @@ Lookup rule for an image stamped ``t`` with tolerance ``max_dt`` (seconds):
 So with poses at 10 Hz and ``max_dt = 0.05`` every image between two poses is interpolated, and an
 image up to 50 ms after the newest pose uses the newest pose.
 
-Stamps are float seconds. A pose older than the newest one raises ``'stamp_backwards'``; a pose
-with the same stamp as the newest replaces it. The buffer keeps at most ``max_size`` poses and
-none older than ``max_age`` seconds before the newest.
+Stamps are float seconds. Poses may arrive out of order (several publishers, a pose stamped a
+little ahead): a pose is inserted at its stamp's place; one older than everything kept (more than
+``max_age`` seconds before the newest) raises ``'stamp_backwards'``; a pose with the stamp of one
+already buffered replaces it. The buffer keeps at most ``max_size`` poses and none older than
+``max_age`` seconds before the newest.
 """
 from __future__ import annotations
 
@@ -52,20 +54,22 @@ class PoseBuffer:
             self._poses.clear()
 
     def add(self, stamp: float, T) -> None:
-        """Append a pose. Raises MessageError('stamp_backwards') if older than the newest pose."""
+        """Insert a pose at its stamp. Raises MessageError('stamp_backwards') if it is older than
+        what the buffer keeps (``max_age`` before the newest)."""
         stamp = float(stamp)
         T = np.asarray(T, dtype=np.float64)
         with self._lock:
-            if self._stamps and stamp < self._stamps[-1]:
+            if self._stamps and stamp < self._stamps[-1] - self.max_age:
                 raise MessageError('stamp_backwards',
                                    f'pose stamp {stamp:.6f} is {self._stamps[-1] - stamp:.6f} s older '
-                                   f'than the previous pose')
-            if self._stamps and stamp == self._stamps[-1]:
-                self._poses[-1] = T
+                                   f'than the newest pose (more than the {self.max_age:g} s kept)')
+            i = bisect.bisect_left(self._stamps, stamp)
+            if i < len(self._stamps) and self._stamps[i] == stamp:
+                self._poses[i] = T
                 return
-            self._stamps.append(stamp)
-            self._poses.append(T)
-            cut = bisect.bisect_left(self._stamps, stamp - self.max_age)
+            self._stamps.insert(i, stamp)
+            self._poses.insert(i, T)
+            cut = bisect.bisect_left(self._stamps, self._stamps[-1] - self.max_age)
             cut = max(cut, len(self._stamps) - self.max_size)
             if cut > 0:
                 del self._stamps[:cut]

@@ -31,8 +31,10 @@ class StampMonitor:
     ``check(topic, stamp, now)`` raises ``'stamp_backwards'`` when ``stamp`` is older than the
     last accepted stamp of ``topic`` (equal stamps are allowed) and ``'stamp_future'`` when it is
     more than ``max_future_dt`` ahead of ``now`` (the node clock; ``now <= 0`` — sim time not
-    running yet — skips that test). Only accepted stamps are remembered. ``reset()`` forgets all
-    (after a bag restarts from the beginning, call the node's ``~/reset``).
+    running yet — skips that test). An accepted stamp ahead of the node clock is remembered as the
+    clock's time, so one message stamped a little in the future (within ``max_future_dt``) cannot
+    make the valid messages after it count as going backwards. ``reset()`` forgets all (after a
+    bag restarts from the beginning, call the node's ``~/reset``).
     """
 
     def __init__(self, max_future_dt: float = MAX_FUTURE_DT):
@@ -42,7 +44,8 @@ class StampMonitor:
 
     def check(self, topic: str, stamp: float, now: float | None = None) -> None:
         with self._lock:
-            if now is not None and now > 0 and stamp > now + self.max_future_dt:
+            clock = now is not None and now > 0
+            if clock and stamp > now + self.max_future_dt:
                 raise MessageError('stamp_future',
                                    f'stamp {stamp:.6f} is {stamp - now:.3f} s ahead of the node clock '
                                    f'(max_future_dt {self.max_future_dt:g} s)')
@@ -51,7 +54,7 @@ class StampMonitor:
                 raise MessageError('stamp_backwards',
                                    f'stamp {stamp:.6f} is {last - stamp:.6f} s older than the previous '
                                    'message (call ~/reset after restarting a bag)')
-            self._last[topic] = stamp
+            self._last[topic] = min(stamp, now) if clock else stamp
 
     def reset(self) -> None:
         with self._lock:

@@ -37,33 +37,32 @@ import traceback
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped, PoseArray, PoseStamped
+from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
-from visualization_msgs.msg import MarkerArray
 
 from n3f_ros.core.mapping.config import LIVE_SETTINGS
 from n3f_ros.core.mapping.plausibility import FrameRejected, check_pose
+from n3f_ros.core.options import constraint_text
 from n3f_ros.core.persistence import remove_stale_temp_files
-from n3f_ros.io import answers, decode, diagnostics, encode
+from n3f_ros.io import decode, diagnostics, encode
 from n3f_ros.io.decode import MessageError
 from n3f_ros.io.frame_assembler import FrameAssembler
-from n3f_ros.io.validation import StampMonitor
+from n3f_ros.io.validation import StampMonitor, safe_text
 from n3f_ros.ros.interface import READY_LOG
 from n3f_ros.ros.parameters import PARAMETERS, descriptor, validate
+from n3f_ros.ros.queries import QueryInterface
 
 #: seconds between two log lines for the same (topic, reason)
 LOG_PERIOD = 5.0
-#: QoS of query results (SPEC §3: latched)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: executor threads: inputs, poses, outputs, diagnostics, request topics and concurrent service calls
+EXECUTOR_THREADS = 8
 #: QoS of pose / odometry input: best effort matches reliable and best-effort publishers
 POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
 #: [s] at shutdown, the mapper worker's current step (one training step or frame, ~1 s on a loaded
@@ -86,7 +85,7 @@ class N3FNode(Node):
         self._last_rejected_total = 0
         self._mapper_prev = (time.monotonic(), 0)
         self.latest = None              # (PinholeCamera, T_world_cam, frame_id, stamp, depth|None) of the newest frame
-        self.query_latency_ms = float('nan')
+        self.tf = None                  # TfPoseLookup with pose_source tf
         self.p = self._declare_parameters()
         self.world_frame = self.p['world_frame']
         try:
@@ -132,7 +131,7 @@ class N3FNode(Node):
             try:
                 self.declare_parameter(p.name, p.default, descriptor(p))
             except Exception as e:                # wrong type/range from --params-file or -p
-                raise StartupError(f"parameter '{p.name}' ({p.type}, {p.constraint or 'any'}): {e}") from e
+                raise StartupError(f"parameter '{p.name}' ({p.type}, {constraint_text(p) or 'any'}): {e}") from e
         values = {p.name: self.get_parameter(p.name).value for p in PARAMETERS}
         for name, value in values.items():
             values[name] = list(value) if isinstance(value, (tuple, np.ndarray)) or \
@@ -154,63 +153,57 @@ class N3FNode(Node):
     def _create_interfaces(self) -> None:
         self._g_input = MutuallyExclusiveCallbackGroup()
         self._g_output = MutuallyExclusiveCallbackGroup()
-        self._g_query = MutuallyExclusiveCallbackGroup()
+        self._g_services = ReentrantCallbackGroup()
         self._g_diag = MutuallyExclusiveCallbackGroup()
         self._g_pose = MutuallyExclusiveCallbackGroup()
         sub = self.create_subscription
         sensor = qos_profile_sensor_data
         if self.p['pose_source'] == 'odom':
             from nav_msgs.msg import Odometry
-            sub(Odometry, 'odom', self._guard('odom', self._on_odom), POSE_QOS,
+            sub(Odometry, 'odom', self.guard('odom', self._on_odom), POSE_QOS,
                 callback_group=self._g_pose)
+        elif self.p['pose_source'] == 'tf':
+            from n3f_ros.ros.tf_listener import TfPoseLookup
+            self.tf = TfPoseLookup(self, reject=self.reject, callback_group=self._g_pose)
+            self.assembler.tf_poses = self._tf_pose
         else:
-            sub(PoseStamped, 'pose', self._guard('pose', self._on_pose), POSE_QOS,
+            sub(PoseStamped, 'pose', self.guard('pose', self._on_pose), POSE_QOS,
                 callback_group=self._g_pose)
         # subscription order = executor priority within a group: what images wait for comes first
-        sub(CameraInfo, 'camera_info', self._guard('camera_info', self._on_camera_info), sensor,
+        sub(CameraInfo, 'camera_info', self.guard('camera_info', self._on_camera_info), sensor,
             callback_group=self._g_input)
-        sub(Image, 'depth', self._guard('depth', self._on_depth), sensor, callback_group=self._g_input)
+        sub(Image, 'depth', self.guard('depth', self._on_depth), sensor, callback_group=self._g_input)
         if self.p['image_transport'] == 'compressed':
-            sub(CompressedImage, 'image/compressed', self._guard('image/compressed', self._on_compressed),
+            sub(CompressedImage, 'image/compressed', self.guard('image/compressed', self._on_compressed),
                 sensor, callback_group=self._g_input)
         else:
-            sub(Image, 'image', self._guard('image', self._on_image), sensor, callback_group=self._g_input)
-        sub(PointStamped, 'query/point', self._guard('query/point', self._on_query_point), 10,
-            callback_group=self._g_query)
-        sub(String, 'query/name', self._guard('query/name', self._on_query_name), 10,
-            callback_group=self._g_query)
-        sub(String, 'prototypes/save', self._guard('prototypes/save', self._on_save_prototype), 10,
-            callback_group=self._g_query)
+            sub(Image, 'image', self.guard('image', self._on_image), sensor, callback_group=self._g_input)
 
         pub = self.create_publisher
         self.pub_cloud = pub(PointCloud2, 'feature_cloud', 1)
         self.pub_feature_image = pub(Image, 'feature_image', 1)
         self.pub_keyframes = pub(PoseArray, 'keyframes', 1)
         self.pub_diag = pub(DiagnosticArray, 'diagnostics', 10)
-        self.pub_q_cloud = pub(PointCloud2, 'query/cloud', LATCHED)
-        self.pub_q_pose = pub(PoseStamped, 'query/pose', LATCHED)
-        self.pub_q_markers = pub(MarkerArray, 'query/markers', LATCHED)
-        self.pub_q_mask = pub(Image, 'query/mask', LATCHED)
-        self.pub_edit = pub(PointCloud2, 'edit/cloud', LATCHED)
+        self.queries = QueryInterface(self)
 
         srv = self.create_service
-        srv(Trigger, '~/reset', self._srv_reset, callback_group=self._g_query)
-        srv(Trigger, '~/save', self._srv_save, callback_group=self._g_query)
-        srv(Trigger, '~/load', self._srv_load, callback_group=self._g_query)
-        srv(SetBool, '~/pause', self._srv_pause, callback_group=self._g_query)
+        srv(Trigger, '~/reset', self._srv_reset, callback_group=self._g_services)
+        srv(Trigger, '~/save', self._srv_save, callback_group=self._g_services)
+        srv(Trigger, '~/load', self._srv_load, callback_group=self._g_services)
+        srv(SetBool, '~/pause', self._srv_pause, callback_group=self._g_services)
 
-        self.create_timer(0.05, self._guard('poll', lambda: self._flush()), callback_group=self._g_input)
+        self.create_timer(0.05, self.guard('poll', lambda: self._flush()), callback_group=self._g_input)
         self._cloud_timer = self.create_timer(1.0 / self.p['cloud_rate'],
-                                              self._guard('publish', self._publish_outputs),
+                                              self.guard('publish', self._publish_outputs),
                                               callback_group=self._g_output)
         self._diag_timer = self.create_timer(1.0 / self.p['diagnostics_rate'],
-                                             self._guard('diagnostics', self._publish_diagnostics),
+                                             self.guard('diagnostics', self._publish_diagnostics),
                                              callback_group=self._g_diag)
 
     # ------------------------------------------------------------------------------------------
     # errors and logging
     # ------------------------------------------------------------------------------------------
-    def _guard(self, topic: str, fn):
+    def guard(self, topic: str, fn):
         """Wrap a callback: count, turn MessageError into a rejection, never raise."""
         def callback(*args):
             if args:
@@ -218,20 +211,20 @@ class N3FNode(Node):
             try:
                 return fn(*args)
             except MessageError as e:
-                self._reject(topic, e)
+                self.reject(topic, e)
             except Exception as e:  # noqa: BLE001 - a callback must never take the node down
                 if not self.context.ok():
                     return None           # shutting down: handles are being destroyed
-                self._reject(topic, MessageError('internal_error', f'{type(e).__name__}: {e}'))
-                self._throttled(topic, 'traceback', traceback.format_exc(), error=True)
+                self.reject(topic, MessageError('internal_error', f'{type(e).__name__}: {e}'))
+                self.throttled(topic, 'traceback', traceback.format_exc(), error=True)
         return callback
 
-    def _reject(self, topic: str, err: MessageError) -> None:
+    def reject(self, topic: str, err: MessageError) -> None:
         self.counters.add(f'rejected/{err.reason}')
         self.counters.add(f'rejected/{topic}/{err.reason}')
-        self._throttled(topic, err.reason, f"dropped a message on '{topic}': {err.reason}: {err.text}")
+        self.throttled(topic, err.reason, f"dropped a message on '{topic}': {err.reason}: {err.text}")
 
-    def _throttled(self, topic: str, key: str, text: str, error: bool = False, info: bool = False) -> None:
+    def throttled(self, topic: str, key: str, text: str, error: bool = False, info: bool = False) -> None:
         k = (topic, key)
         now = time.monotonic()
         if now - self._log_times.get(k, -np.inf) < LOG_PERIOD:
@@ -268,30 +261,39 @@ class N3FNode(Node):
         self._add_image('image/compressed', msg, rgb)
 
     def _add_image(self, topic: str, msg, rgb) -> None:
+        frame_id = decode.header_frame(msg)
         stamp = self._check_stamp(topic, msg)
-        for err in self.assembler.add_image(stamp, rgb, msg.header.frame_id, time.monotonic()):
-            self._reject(topic, err)
+        for err in self.assembler.add_image(stamp, rgb, frame_id, time.monotonic()):
+            self.reject(topic, err)
         self._flush()
 
     def _on_camera_info(self, msg) -> None:
         cam = decode.decode_camera_info(msg)
+        frame_id = decode.header_frame(msg)
         stamp = self._check_stamp('camera_info', msg)
-        self.assembler.set_camera(cam, stamp)
+        self.assembler.set_camera(cam, stamp, frame_id)
 
     def _on_depth(self, msg) -> None:
         if not self.p['use_depth']:
             return
         depth = decode.decode_depth(msg)
+        frame_id = decode.header_frame(msg)
         stamp = self._check_stamp('depth', msg)
-        frac = self.assembler.add_depth(stamp, depth, time.monotonic())
+        frac = self.assembler.add_depth(stamp, depth, time.monotonic(), frame_id)
         if frac < 0.05:
             self.counters.add('warning/depth_mostly_invalid')
         self._flush()
 
     def _check_world(self, topic: str, frame_id: str) -> None:
         if frame_id not in ('', self.world_frame):
-            raise MessageError('wrong_frame', f"frame '{frame_id}' is not world_frame '{self.world_frame}' "
-                                              '(no tf lookup here: set world_frame or transform upstream)')
+            raise MessageError('wrong_frame', f"frame {safe_text(frame_id)!r} is not world_frame "
+                                              f"'{self.world_frame}' (set world_frame, transform upstream, or use "
+                                              'pose_source tf)')
+
+    def _tf_pose(self, frame_id: str, stamp: float, waited: float):
+        """pose_source tf: T_world_cam of the image's frame at its stamp, None while late transforms
+        may still come (at most tf_timeout seconds), MessageError when it cannot resolve."""
+        return self.tf.poll(self.world_frame, frame_id, stamp, waited, self.p['tf_timeout'])
 
     def _on_pose(self, msg) -> None:
         T = decode.decode_pose(msg)
@@ -315,7 +317,7 @@ class N3FNode(Node):
     def _flush(self) -> None:
         frames, errors = self.assembler.poll(time.monotonic())
         for err in errors:
-            self._reject('image', err)
+            self.reject('image', err)
         for w, n in list(self.assembler.warnings.items()):
             if n:
                 self.counters.add(f'warning/{w}', n)
@@ -325,7 +327,7 @@ class N3FNode(Node):
             try:
                 self.mapper.check_frame(f)
             except FrameRejected as e:
-                self._reject('image', MessageError(e.reason, e.text))
+                self.reject('image', MessageError(e.reason, e.text))
                 continue
             self.latest = (f.camera, f.T_world_cam, af.frame_id, f.stamp, f.depth)
             if self.mapper.paused:
@@ -368,79 +370,13 @@ class N3FNode(Node):
         total = sum(v for k, v in snap.items() if k.startswith('rejected/') and k.count('/') == 1)
         new = total - self._last_rejected_total
         self._last_rejected_total = total
-        stats['query_latency_ms'] = self.query_latency_ms
+        stats['query_latency_ms'] = self.queries.latency_ms
+        stats['requests_waiting'] = len(self.queries.requests)
+        if self.tf is not None:
+            snap.update(self.tf.counters.snapshot())
         sts = diagnostics.statuses(self.get_name(), snap, rates, stats, (n1 - n0) / max(t1 - t0, 1e-6), new)
         header = encode.make_header(self.get_clock().now(), '')
         self.pub_diag.publish(encode.diagnostic_array_msg(header, sts))
-
-    # ------------------------------------------------------------------------------------------
-    # queries
-    # ------------------------------------------------------------------------------------------
-    def _on_query_point(self, msg) -> None:
-        stamp = msg.header.stamp
-        try:
-            xyz = decode.decode_point(msg)
-            self._check_world('query/point', msg.header.frame_id)
-        except MessageError as e:
-            self._publish_answer(stamp, None, f'{e.reason}: {e.text}')
-            raise
-        self._answer(stamp, lambda: self.mapper.query_point(xyz), f'point {np.round(xyz, 3).tolist()}')
-
-    def _on_query_name(self, msg) -> None:
-        stamp = self.get_clock().now().to_msg()
-        name = msg.data.strip()
-        self._answer(stamp, lambda: self.mapper.query_prototype(name), f"prototype '{name[:64]}'")
-
-    def _on_save_prototype(self, msg) -> None:
-        try:
-            name = self.mapper.save_prototype(msg.data)
-        except ValueError as e:
-            raise MessageError('bad_prototype', f'cannot save the prototype: {e}') from e
-        self.counters.add('prototypes_saved')
-        self.get_logger().info(f"saved the last query's prototype as '{name}'")
-
-    def _answer(self, stamp, query, what: str) -> None:
-        from n3f_ros.core.cloud import CloudError
-        t0 = time.perf_counter()
-        try:
-            result, why = query(), ''
-        except (CloudError, KeyError, ValueError) as e:
-            result, why = None, str(e).strip('"\'')
-        self._publish_answer(stamp, result, why, what)
-        self.query_latency_ms = 1000.0 * (time.perf_counter() - t0)
-        self.counters.add('queries')
-
-    def _publish_answer(self, stamp, result, why: str, what: str = 'query') -> None:
-        """Publish the (possibly empty) answer of a query, stamped ``stamp``; mask last."""
-        header = encode.make_header(stamp, self.world_frame)
-        scene = self.mapper.latest_cloud() if self.p['edit_mode'] == 'remove' else None
-        ans = answers.query_answer(result, header, self.p['edit_mode'], why, scene)
-        if ans.empty:
-            self.counters.add('queries_empty')
-            self._throttled('query', 'empty', f'{what}: empty answer ({ans.reason})', info=True)
-        else:
-            self.pub_q_pose.publish(ans.pose)
-        self.pub_q_markers.publish(ans.markers)
-        self.pub_edit.publish(ans.edit)
-        self.pub_q_cloud.publish(ans.cloud)
-        self._publish_mask(stamp, None if ans.empty else result)
-        if not ans.empty:
-            self.get_logger().info(f'{what}: {ans.points} points, score {ans.score:.2f}, centroid '
-                                   f'{np.round(result.centroid, 3).tolist()}')
-
-    def _publish_mask(self, stamp, result) -> None:
-        """query/mask: the object rendered from the field at the latest frame's camera (all zero
-        for an empty result; 0x0 when no image was seen yet). Published last: it is the slow part,
-        and only while someone subscribes to query/mask (rendering costs seconds on a CPU)."""
-        if self.pub_q_mask.get_subscription_count() == 0:
-            return
-        latest = self.latest
-        if latest is None:
-            self.pub_q_mask.publish(answers.mask_message(None, None, stamp, ''))
-            return
-        cam, T, frame_id, _, depth = latest
-        mask = self.mapper.render_mask(result, cam, T, depth) if result is not None else None
-        self.pub_q_mask.publish(answers.mask_message(mask, cam, stamp, frame_id))
 
     # ------------------------------------------------------------------------------------------
     # services
@@ -463,7 +399,7 @@ class N3FNode(Node):
             response.success, response.message = True, f'map saved to {path}'
         except Exception as e:  # noqa: BLE001 - report any failure to the caller, keep running
             response.success, response.message = False, f'cannot save the map to {path}: {e}'
-        self._log_result(response)
+        self.log_result(response)
         return response
 
     def _srv_load(self, request, response):
@@ -473,13 +409,14 @@ class N3FNode(Node):
             response.success, response.message = True, f'map loaded from {path}'
         except Exception as e:  # noqa: BLE001 - a crafted or missing file must not kill the node
             response.success, response.message = False, f'cannot load the map from {path}: {e}'
-        self._log_result(response)
+        self.log_result(response)
         return response
 
-    def _log_result(self, response) -> None:
+    def log_result(self, response) -> None:
         if response.success:
             self.get_logger().info(response.message)
         else:
+            self.counters.add('map_file_errors')
             self.get_logger().error(response.message)
 
     def _srv_pause(self, request, response):
@@ -515,13 +452,13 @@ class N3FNode(Node):
             self._cloud_timer.cancel()
             self.destroy_timer(self._cloud_timer)
             self._cloud_timer = self.create_timer(1.0 / new['cloud_rate'],
-                                                  self._guard('publish', self._publish_outputs),
+                                                  self.guard('publish', self._publish_outputs),
                                                   callback_group=self._g_output)
         if 'diagnostics_rate' in changed:
             self._diag_timer.cancel()
             self.destroy_timer(self._diag_timer)
             self._diag_timer = self.create_timer(1.0 / new['diagnostics_rate'],
-                                                 self._guard('diagnostics', self._publish_diagnostics),
+                                                 self.guard('diagnostics', self._publish_diagnostics),
                                                  callback_group=self._g_diag)
         return SetParametersResult(successful=True)
 
@@ -530,6 +467,7 @@ class N3FNode(Node):
         """Stop the timers and the mapper's worker thread (call before destroy_node)."""
         for t in (self._cloud_timer, self._diag_timer):
             t.cancel()
+        self.queries.close()
         self.mapper.stop()
 
 
@@ -545,7 +483,7 @@ def main(args=None) -> int:
     rc = 0
     try:
         node = N3FNode()
-        executor = MultiThreadedExecutor(num_threads=4)
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

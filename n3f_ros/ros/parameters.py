@@ -37,6 +37,8 @@ NODE_PARAMETERS: tuple[Param, ...] = (
           'sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`', choices=('raw', 'compressed')),
     Param('max_pose_dt', PairingRule().max_pose_dt, _D, 'a frame with no pose within this of its stamp is dropped '
           '(and depth is paired with an image within this)', 's', (0.001, 1.0), live=True),
+    Param('tf_timeout', 0.2, _D, 'pose_source tf: how long an image waits for late transforms before it is '
+          'dropped (tf_extrapolation_future)', 's', (0.0, 10.0), live=True),
     Param('max_future_dt', MAX_FUTURE_DT, _D, 'stamps further than this ahead of the node clock are dropped', 's',
           (0.0, 3600.0), live=True),
     Param('cloud_rate', 1.0, _D, 'feature_cloud / feature_image / keyframes publication rate', 'Hz',
@@ -50,7 +52,7 @@ NODE_PARAMETERS: tuple[Param, ...] = (
 #: order of the parameters (README table, config/n3f.yaml): (section title, names or a name prefix)
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ('frames and inputs', ('world_frame', 'pose_source', 'camera_extrinsic', 'image_transport', 'use_depth',
-                           'stereo_depth', 'min_depth', 'max_depth', 'max_pose_dt', 'max_future_dt',
+                           'stereo_depth', 'min_depth', 'max_depth', 'max_pose_dt', 'tf_timeout', 'max_future_dt',
                            'max_position', 'queue_size')),
     ('teacher (DINO ViT via timm)', ('teacher_model', 'teacher_checkpoint', 'teacher_random_init',
                                      'teacher_input_width', 'feature_dim', 'device')),

@@ -96,9 +96,10 @@ def ros(node):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import PointCloud2
 
-    from n3f_ros.client import RESULT_QOS, N3FClient
+    from n3f_ros.client import N3FClient
+    from n3f_ros.ros.queries import LATCHED as RESULT_QOS
     with spinning_node('n3f_bag_to_node_test') as helper:
-        client = N3FClient(helper, namespace=NS, timeout=120.0, spin=False, wait_mask=False)
+        client = N3FClient(helper, namespace=NS, timeout=120.0, spin=False, with_mask=False)
         diags, edits = [], []
         helper.create_subscription(DiagnosticArray, f'{NS}/diagnostics', diags.append, 10)
         helper.create_subscription(PointCloud2, f'{NS}/edit/cloud', edits.append, RESULT_QOS)

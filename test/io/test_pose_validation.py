@@ -47,7 +47,9 @@ def test_exact_nearest_and_drop():
 def test_backwards_and_bounds():
     b = PoseBuffer(max_age=1.0, max_size=5)
     b.add(1.0, _T(0, 0))
-    assert _reason(b.add, 0.9, _T(0, 0)) == 'stamp_backwards'
+    b.add(0.9, _T(1, 0))                                    # out of order, within max_age: inserted
+    np.testing.assert_allclose(b.lookup(0.95, 0.05), _T(0.5, 0))
+    assert _reason(b.add, -0.1, _T(0, 0)) == 'stamp_backwards'   # older than what is kept
     b.add(1.0, _T(3, 0))                                    # same stamp replaces
     np.testing.assert_allclose(b.lookup(1.0, 0.01), _T(3, 0))
     for i in range(20):
@@ -69,6 +71,11 @@ def test_stamp_monitor():
     m.check('image', 11.5, now=0.0)                          # clock not running: no future test
     m.reset()
     m.check('image', 1.0, now=10.0)
+    # one stamp a little ahead of the clock (accepted) does not turn the next valid ones backwards
+    m = StampMonitor(max_future_dt=1.0)
+    m.check('pose', 10.9, now=10.0)
+    m.check('pose', 10.05, now=10.05)
+    assert _reason(m.check, 'pose', 9.9, now=10.1) == 'stamp_backwards'
 
 
 def test_fit_camera_scales_k():

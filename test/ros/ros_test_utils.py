@@ -16,7 +16,7 @@ from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from n3f_ros.core.camera import invert_pose
+from n3f_ros.core.camera import invert_pose, pose_from_xyz_quat
 from n3f_ros.io import encode
 
 WORLD = 'map'
@@ -53,12 +53,27 @@ def compressed_msg(rgb, header, fmt='png') -> CompressedImage:
     return CompressedImage(header=header, format=fmt, data=buf.getvalue())
 
 
+def _transform(T, stamp: float, parent: str, child: str):
+    """geometry_msgs/TransformStamped of T_parent_child (4, 4) at ``stamp`` seconds."""
+    from geometry_msgs.msg import TransformStamped
+
+    from n3f_ros.core.camera import pose_to_xyz_quat
+    xyz, q = pose_to_xyz_quat(T)
+    t = TransformStamped(header=encode.make_header(stamp, parent), child_frame_id=child)
+    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (float(v) for v in xyz)
+    t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z, t.transform.rotation.w = \
+        (float(v) for v in q)
+    return t
+
+
 class ScenePlayer:
     """Publishes frames of a synthetic sequence through ``node``'s publishers.
 
-    ``pose_source``: 'pose' (PoseStamped of the camera) or 'odom' (Odometry of a child frame
-    with ``T_child_cam`` given). ``pose_offsets``: stamps of pose messages relative to each
-    image, seconds (several per image to stream poses faster, offset from the images).
+    ``pose_source``: 'pose' (PoseStamped of the camera), 'odom' (Odometry of a child frame
+    with ``T_child_cam`` given) or 'tf' (``/tf``: WORLD -> base_link at each pose stamp; ``/tf_static``
+    once, latched: base_link -> camera_link -> CAM_FRAME, a RealSense-like tree with
+    ``T_child_cam`` = T_base_link_camera_link). ``pose_offsets``: stamps of pose messages relative to
+    each image, seconds (several per image to stream poses faster, offset from the images).
     """
 
     def __init__(self, node, seq, ns: str = '', pose_source: str = 'pose', T_child_cam=None,
@@ -79,6 +94,19 @@ class ScenePlayer:
         self.pub_odom = node.create_publisher(Odometry, p + 'odom', qos)
         self.t0 = time.time() - 30.0          # stamps in the recent past of the wall clock
         self.published = []                   # (stamp, frame index)
+        if pose_source == 'tf':
+            from rclpy.qos import DurabilityPolicy
+            from tf2_msgs.msg import TFMessage
+            self.TFMessage = TFMessage
+            self.pub_tf = node.create_publisher(TFMessage, '/tf', QoSProfile(depth=100,
+                                                reliability=ReliabilityPolicy.RELIABLE))
+            self.pub_tf_static = node.create_publisher(TFMessage, '/tf_static', QoSProfile(
+                depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+            # camera_link (x forward, y left, z up) -> optical frame (x right, y down, z forward)
+            self.T_link_opt = pose_from_xyz_quat([0.0, 0.015, 0.0], [-0.5, 0.5, -0.5, 0.5])
+            self.pub_tf_static.publish(TFMessage(transforms=[
+                _transform(self.T_child_cam, 0.0, 'base_link', 'camera_link'),
+                _transform(self.T_link_opt, 0.0, 'camera_link', CAM_FRAME)]))
 
     def stamp(self, i: int) -> float:
         return self.t0 + self.seq.stamp(i)
@@ -86,7 +114,10 @@ class ScenePlayer:
     def publish_pose(self, t_seq: float) -> None:
         T = self.seq.pose_at(t_seq)
         stamp = self.t0 + t_seq
-        if self.pose_source == 'odom':
+        if self.pose_source == 'tf':
+            T_world_base = T @ invert_pose(self.T_child_cam @ self.T_link_opt)
+            self.pub_tf.publish(self.TFMessage(transforms=[_transform(T_world_base, stamp, WORLD, 'base_link')]))
+        elif self.pose_source == 'odom':
             msg = Odometry(header=encode.make_header(stamp, WORLD), child_frame_id='base_link')
             msg.pose.pose = encode.pose_msg(T @ invert_pose(self.T_child_cam))
             self.pub_odom.publish(msg)

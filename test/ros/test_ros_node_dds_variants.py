@@ -3,7 +3,10 @@
 * pose_source odom + camera_extrinsic, bgr8 images and poses offset in time from the images (two
   odometry messages per image, none at the image stamp: interpolated), with depth;
 * RGB-only: no depth topic at all; keyframe depth triangulated by multi-view stereo
-  (core.stereo), keyframes at the shipped width (160 px: stereo needs the pixels).
+  (core.stereo), keyframes at the shipped width (160 px: stereo needs the pixels);
+* pose_source tf: camera poses only from ``/tf`` (map -> base_link, 30 ms before and 20 ms after
+  each image: interpolated) and ``/tf_static`` (base_link -> camera_link -> optical frame, published
+  once before the node starts listening: latched), with depth.
 
 The exact pose composition/interpolation is checked in test_ros_node_glue.py; here the whole
 chain must map the scene and answer queries (see test_ros_node_dds.py for the set-up).
@@ -20,7 +23,8 @@ from scipy.spatial import cKDTree
 from sensor_msgs.msg import PointCloud2
 from test_ros_node_dds import N_FRAMES, NODE_PARAMS, SEED, SIZE, TRAIN_STEPS
 
-from n3f_ros.client import RESULT_QOS, N3FClient
+from n3f_ros.client import N3FClient
+from n3f_ros.ros.queries import LATCHED as RESULT_QOS
 from n3f_ros.core.camera import pose_from_xyz_quat
 from n3f_ros.io import encode
 
@@ -30,7 +34,7 @@ NS = '/dds_variants'
 EXTRINSIC = [0.05, -0.02, 0.1, 0.5, -0.5, 0.5, -0.5]        # x y z qx qy qz qw: base_link -> camera
 
 
-@pytest.fixture(params=['odom_bgr8_offset', 'rgb_only'])
+@pytest.fixture(params=['odom_bgr8_offset', 'rgb_only', 'tf'])
 def setup(request, tmp_path_factory):
     from n3f_ros.core.synth import make_sequence
     seq = make_sequence(SEED, N_FRAMES, *SIZE)
@@ -39,6 +43,8 @@ def setup(request, tmp_path_factory):
     d = tmp_path_factory.mktemp('n3f_variants')
     if request.param == 'rgb_only':
         params = dict(NODE_PARAMS, world_frame=WORLD, keyframe_width='160')
+    elif request.param == 'tf':
+        params = dict(NODE_PARAMS, pose_source='tf', world_frame=WORLD)
     else:
         params = dict(NODE_PARAMS, pose_source='odom', world_frame=WORLD,
                       camera_extrinsic='[' + ', '.join(str(v) for v in EXTRINSIC) + ']')
@@ -54,6 +60,9 @@ def test_input_variant_maps_and_answers(setup):
     node.wait_ready()
     if variant == 'rgb_only':
         player = ScenePlayer(helper, seq, ns=NS, depth=False)
+    elif variant == 'tf':
+        player = ScenePlayer(helper, seq, ns=NS, pose_source='tf', depth=True, pose_offsets=(-0.03, 0.02),
+                             T_child_cam=pose_from_xyz_quat(EXTRINSIC[:3], [0.0, 0.2588, 0.0, 0.9659]))
     else:
         T_child_cam = pose_from_xyz_quat(EXTRINSIC[:3], EXTRINSIC[3:])
         player = ScenePlayer(helper, seq, ns=NS, pose_source='odom', T_child_cam=T_child_cam,
@@ -72,6 +81,10 @@ def test_input_variant_maps_and_answers(setup):
           f'rejected no_pose {diag_value(diags, "rejected/no_pose")}, train step '
           f'{diag_value(diags, "train_step_ms")} ms, submitted {diag_value(diags, "frames_submitted")}')
     assert int(diag_value(diags, 'rejected/no_pose') or 0) <= 1        # poses were interpolated
+    if variant == 'tf':
+        failed = {kv.key: int(kv.value) for st in diags[-1].status for kv in st.values
+                  if kv.key.startswith(('rejected/tf', 'lookup_failed/')) and kv.key.count('/') == 1}
+        assert sum(failed.values()) <= 2, failed                          # at most the first frame(s)
     assert int(diag_value(diags, 'keyframes')) >= 6
     # subscribe only now: the node extracts clouds only while feature_cloud has subscribers (on a
     # CPU, extraction every 2 s would take a good share of the training time)
@@ -79,7 +92,7 @@ def test_input_variant_maps_and_answers(setup):
     wait_for(lambda: clouds, 60.0, what='feature_cloud')
     assert clouds[-1].header.frame_id == WORLD and clouds[-1].width > 50
 
-    client = N3FClient(helper, namespace=NS, timeout=120.0, spin=False, wait_mask=False)
+    client = N3FClient(helper, namespace=NS, timeout=120.0, spin=False, with_mask=False)
     ious, precisions = {}, {}
     tree = cKDTree(gt.xyz)
     for label in isolated_objects(gt, k=2):

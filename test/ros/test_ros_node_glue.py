@@ -23,6 +23,7 @@ from rclpy.qos import qos_profile_sensor_data
 from ros_test_utils import CAM_FRAME, WORLD, ScenePlayer, camera_info_msg, wait_for
 from scipy.spatial import cKDTree
 from sensor_msgs.msg import Image, PointCloud2
+from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from n3f_ros.client import N3FClient
@@ -174,36 +175,68 @@ def _click_on_map(node, gt, label):
     return xyz[np.argmin(np.linalg.norm(xyz - _object_center(gt, label), axis=1))].astype(np.float64)
 
 
-def test_queries_answer_with_the_query_stamp(make_node, scene, ros):
+def test_query_service_and_topics_give_the_same_answers(make_node, scene, ros):
+    """~/query (the client) and query/point (RViz) run the same query and answer with the same
+    object; the service answer carries the request's stamp, mask, edit, box and score; bad requests
+    are refused with the reason and counted, a query that finds nothing is an empty success."""
+    from geometry_msgs.msg import PointStamped
+    from visualization_msgs.msg import MarkerArray
+
+    from n3f_ros.client import QueryRejected
+    from n3f_ros.ros.queries import LATCHED
     _, helper = ros
     seq, frames, gt = scene
     node, submitted, player, client, ns = make_node()
-    edits = _sub(helper, PointCloud2, f'{ns}/edit/cloud', qos=client._subs[0].qos_profile)
+    clouds, markers = _sub(helper, PointCloud2, f'{ns}/query/cloud', qos=LATCHED), \
+        _sub(helper, MarkerArray, f'{ns}/query/markers', qos=LATCHED)
     empty = client.query_point([0.0, 0.0, 0.0], timeout=20.0)           # before any frame: empty
-    assert empty.empty and empty.pose is None and empty.mask is None
+    assert empty.empty and empty.pose is None and empty.mask is None     # no image yet: a 0x0 mask
+    assert empty.message == 'the map is empty'
     _play_until(player, submitted, 2, frames)
+    node.mapper.set_paused(True)                     # the map stays as it is: both paths see the same one
     label = int(np.unique(gt.labels)[-1])
     point = _click_on_map(node, gt, label)
-    ans = client.query_point(point, frame_id=WORLD)
+    ans = client.query_point(point, frame_id=WORLD, with_mask=True, with_edit=True)
     engine = node.mapper.last_result                 # what the engine answered to that query
     assert not ans.empty and ans.frame_id == WORLD and len(ans) == len(engine.xyz)
     np.testing.assert_allclose(ans.xyz, engine.xyz, atol=1e-6)
     np.testing.assert_allclose(ans.similarity, engine.similarity, atol=1e-6)
     np.testing.assert_allclose(ans.centroid, engine.xyz.mean(0), atol=1e-4)
+    np.testing.assert_allclose(sorted(ans.box_size), sorted(engine.box.extent), atol=1e-5)
+    assert ans.score == pytest.approx(engine.score, abs=1e-5) and ans.threshold == pytest.approx(engine.threshold)
+    assert ans.feature_source and 0.0 <= ans.confidence <= 1.0
     assert np.min(np.linalg.norm(ans.xyz - point, axis=1)) < 0.02     # the object around the point
     assert ans.mask.shape == (SIZE[1], SIZE[0]) and ans.mask.dtype == bool and ans.mask_frame_id == CAM_FRAME
-    assert [m.type for m in ans.markers.markers] == [0, 1, 2, 9] and ans.text.startswith('object')
-    rest = len(engine.cloud) - len(engine.xyz)
-    wait_for(lambda: edits and encode.pointcloud2_to_array(edits[-1]).shape == (rest,),
-             20.0, what='edit/cloud (remove)')
-    client.save_prototype('thing')
-    wait_for(lambda: 'thing' in node.mapper.prototypes, 20.0, what='prototype saved')
-    named = client.query_name('thing')
-    assert not named.empty and len(named) == len(node.mapper.last_result.xyz) and named.stamp_ns > ans.stamp_ns
-    assert client.query_name('nothing-of-that-name').empty
-    assert client.query_point([50.0, 0, 0]).empty                     # far from the map
-    wrong = client.query_point(_object_center(gt, label), frame_id='odom')
-    assert wrong.empty and node.counters.get('rejected/wrong_frame') == 1
+    assert len(ans.edit_xyz) == len(engine.cloud) - len(engine.xyz)   # edit_mode remove
+    # the same query from RViz's Publish Point: the same object, on the latched topics, with its stamp
+    stamp = encode.make_header(123.25, WORLD)
+    click = PointStamped(header=stamp)
+    click.point.x, click.point.y, click.point.z = (float(v) for v in point)
+    pub = helper.create_publisher(PointStamped, f'{ns}/query/point', 10)
+    wait_for(lambda: pub.get_subscription_count() > 0, 5.0, what='query/point subscriber')
+    pub.publish(click)
+    mine = lambda m: (m.header.stamp.sec, m.header.stamp.nanosec) == (123, 250_000_000)   # noqa: E731
+    wait_for(lambda: any(mine(c) for c in clouds), 30.0, what='query/cloud with the click stamp')
+    topic = encode.pointcloud2_to_array(next(c for c in clouds if mine(c)))
+    np.testing.assert_allclose(np.stack([topic['x'], topic['y'], topic['z']], 1), ans.xyz, atol=1e-6)
+    wait_for(lambda: any(m.markers and mine(m.markers[0]) for m in markers), 10.0, what='markers')
+    assert [m.type for m in next(m for m in markers if m.markers and mine(m.markers[0])).markers] == [0, 1, 2, 9]
+    # prototypes by service and by topic
+    assert 'thing' in client.save_prototype('thing')
+    named = client.query_name('thing', with_mask=False)
+    assert not named.empty and named.name == 'thing' and len(named) == len(node.mapper.last_result.xyz)
+    save = helper.create_publisher(String, f'{ns}/prototypes/save', 10)
+    wait_for(lambda: save.get_subscription_count() > 0, 5.0, what='prototypes/save subscriber')
+    save.publish(String(data='thing2'))
+    wait_for(lambda: 'thing2' in node.mapper.prototypes, 20.0, what='prototype saved from the topic')
+    assert client.list_prototypes() == ['thing', 'thing2']
+    # refused requests: the reason, counted; nothing found: an empty success
+    with pytest.raises(QueryRejected, match='unknown_prototype'):
+        client.query_name('nothing-of-that-name')
+    with pytest.raises(QueryRejected, match='wrong_frame'):
+        client.query_point(_object_center(gt, label), frame_id='odom')
+    assert node.counters.get('rejected/wrong_frame') == 1 and node.counters.get('rejected/unknown_prototype') == 1
+    assert client.query_point([50.0, 0, 0], with_mask=False).empty   # far from the map
 
 
 def test_odom_with_extrinsic_offset_poses_and_scaled_info(make_node, scene):
@@ -266,6 +299,18 @@ def test_services(make_node, scene, ros, tmp_path):
     assert node.mapper.cloud() is not None
     (tmp_path / 'm.pt').write_bytes(b'not a map')                    # a bad file: refused, map kept
     assert call(Trigger, 'load').success is False and node.mapper.stats()['keyframes'] == keyframes
+    # the n3f_interfaces file services, with a path (empty = map_path)
+    from n3f_interfaces.srv import FilePath
+    other = tmp_path / 'sub' / 'other.pt'
+    r = call(FilePath, 'save_map', path=str(other))
+    assert r.success and r.path == str(other) and other.stat().st_size > 0, r.message
+    assert call(Trigger, 'reset').success and node.mapper.stats()['keyframes'] == 0
+    r = call(FilePath, 'load_map', path=str(other))
+    assert r.success and node.mapper.stats()['keyframes'] == keyframes, r.message
+    r = call(FilePath, 'load_map', path='')                           # map_path holds garbage now
+    assert not r.success and r.path == str(tmp_path / 'm.pt') and node.mapper.stats()['keyframes'] == keyframes
+    assert not call(FilePath, 'load_map', path=str(tmp_path)).success   # a directory: refused
+    assert node.counters.get('map_file_errors') >= 2
 
 
 def test_parameters_live_and_rejected(make_node):
@@ -402,23 +447,39 @@ def test_interface_matches_the_documented_tables(make_node, ros):
     assert pubs == {(f'{ns}/{t}', (ty,)) for t, ty, _ in interface.PUBLISHED}
     inactive = {'image/compressed', 'odom', '/tf', '/tf_static'}   # image_transport raw, pose_source pose
     assert subs == {(f'{ns}/{t}', (ty,)) for t, ty, _ in interface.SUBSCRIBED if t not in inactive}
-    assert {(f'{ns}/{name}/{t[2:]}', (ty,)) for t, ty, _ in interface.SERVICES} <= srvs
+    assert {(f"{ns}/{name}/{t[2:]}", (ty,)) for t, ty, _ in interface.SERVICES + interface.QUERY_SERVICES} <= srvs
 
 
-def test_client_spinning_itself_and_bad_queries(make_node, scene):
-    """N3FClient(spin=True) on a node nobody else spins; NaN and wrong-frame queries are answered
-    empty (the client does not hang) and counted."""
+def test_client_spinning_itself_and_bad_requests(make_node, scene, ros):
+    """N3FClient(spin=True) on a node nobody else spins; NaN points, unknown modes, bad thresholds
+    and pixels outside the image are refused with the reason and counted; BY_PIXEL answers."""
+    from n3f_interfaces.srv import QueryObject
+
+    from n3f_ros.client import QueryRejected
+    _, helper = ros
     seq, frames, gt = scene
     node, submitted, player, _, ns = make_node()
     _play_until(player, submitted, 1, frames)
     own = rclpy.create_node('own_client', namespace=ns)
     try:
-        client = N3FClient(own, timeout=10.0)                   # spin=True: spins ``own`` itself
+        client = N3FClient(own, timeout=10.0, with_mask=False)   # spin=True: spins ``own`` itself
         label = int(np.unique(gt.labels)[-1])
         ans = client.query_point(_click_on_map(node, gt, label))
         assert not ans.empty and len(ans) == len(node.mapper.last_result.xyz)
-        assert client.query_point([float('nan'), 0.0, 0.0]).empty
-        assert node.counters.get('rejected/non_finite') == 1
+        with pytest.raises(QueryRejected, match='non_finite'):
+            client.query_point([float('nan'), 0.0, 0.0])
+        with pytest.raises(QueryRejected, match='bad_threshold'):
+            client.query_point([0.0, 0.0, 0.0], threshold=1.5)
+        with pytest.raises(QueryRejected, match='bad_pixel'):
+            client.query_pixel(SIZE[0], 0)
+        px = client.query_pixel(SIZE[0] // 2, SIZE[1] // 2)          # answered (maybe empty, with its reason)
+        assert px.message
+        raw = own.create_client(QueryObject, f'{ns}/n3f/query')
+        fut = raw.call_async(QueryObject.Request())                   # mode 0: a request left at its defaults
+        rclpy.spin_until_future_complete(own, fut, executor=client._executor, timeout_sec=10.0)
+        assert fut.result().success is False and 'bad_mode' in fut.result().message
+        for reason in ('non_finite', 'bad_threshold', 'bad_pixel', 'bad_mode'):
+            assert node.counters.get(f'rejected/{reason}') == 1, reason
         with pytest.raises(TimeoutError):
             N3FClient(own, namespace='/nobody', timeout=0.3).query_point([0, 0, 0])
         client.close()
