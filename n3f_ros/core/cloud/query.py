@@ -19,6 +19,9 @@ from n3f_ros.core.cloud.validate import check_features, check_point, check_posit
 
 #: Default largest distance (in multiples of ``radius``) between a query point and the cloud.
 MAX_DISTANCE_FACTOR = 4.0
+#: Largest connectivity radius, metres (the node uses 2 voxels, voxel_size <= 1 m): a larger one
+#: would link every point to every other (memory quadratic in the cloud size)
+MAX_RADIUS = 2.0
 
 
 @dataclass
@@ -122,8 +125,8 @@ def query_by_point(cloud_xyz, cloud_features, point, threshold: float | None = N
     """
     xyz, f = _inputs(cloud_xyz, cloud_features)
     p = check_point(point).astype(np.float32)
-    radius = default_radius(xyz, cKDTree(xyz)) if radius is None else check_positive(radius, 'radius')
-    seed_radius = radius if seed_radius is None else check_positive(seed_radius, 'seed_radius')
+    radius = default_radius(xyz, cKDTree(xyz)) if radius is None else check_positive(radius, 'radius', MAX_RADIUS)
+    seed_radius = radius if seed_radius is None else check_positive(seed_radius, 'seed_radius', MAX_RADIUS)
     max_distance = (MAX_DISTANCE_FACTOR * radius if max_distance is None
                     else check_positive(max_distance, 'max_distance'))
     d2 = np.einsum('ij,ij->i', xyz - p, xyz - p)
@@ -165,7 +168,7 @@ def query_by_prototype(cloud_xyz, cloud_features, prototype, threshold: float | 
         raise CloudError(f'prototype must be a finite ({f.shape[1]},) vector, got shape {proto.shape}')
     if np.linalg.norm(proto) < 1e-12:
         raise CloudError('prototype has zero norm')
-    radius = default_radius(xyz, cKDTree(xyz)) if radius is None else check_positive(radius, 'radius')
+    radius = default_radius(xyz, cKDTree(xyz)) if radius is None else check_positive(radius, 'radius', MAX_RADIUS)
     sims = cosine_similarity(f, l2_normalize(proto))
     thr = _threshold(sims, threshold)
     members = np.flatnonzero(sims >= thr)

@@ -9,8 +9,13 @@ from n3f_ros.core.cloud.errors import CloudError, EmptyCloudError
 UNIT_NORM_TOL = 1e-2
 
 
+#: coordinates beyond this many metres are absurd for a mapped scene (float32 keeps ~mm there)
+MAX_COORD = 1e6
+
+
 def check_xyz(xyz, name: str = 'xyz', allow_empty: bool = False) -> np.ndarray:
-    """Return ``xyz`` as a finite (N, 3) float32 array in metres. Raises CloudError."""
+    """Return ``xyz`` as a finite (N, 3) float32 array in metres, |coordinates| <= MAX_COORD.
+    Raises CloudError."""
     a = np.asarray(xyz)
     if a.ndim != 2 or a.shape[1] != 3:
         raise CloudError(f'{name} must have shape (N, 3), got {a.shape}')
@@ -18,10 +23,11 @@ def check_xyz(xyz, name: str = 'xyz', allow_empty: bool = False) -> np.ndarray:
         raise CloudError(f'{name} must be numeric, got dtype {a.dtype}')
     if len(a) == 0 and not allow_empty:
         raise EmptyCloudError(f'{name} is empty')
-    a = a.astype(np.float32, copy=False)
     if not np.all(np.isfinite(a)):
         raise CloudError(f'{name} contains NaN or inf')
-    return a
+    if a.size and np.abs(a).max() > MAX_COORD:
+        raise CloudError(f'{name} has coordinates beyond {MAX_COORD:g} m')
+    return a.astype(np.float32, copy=False)
 
 
 def check_point(point, name: str = 'point') -> np.ndarray:
@@ -87,14 +93,16 @@ def check_labels(labels, n: int, name: str = 'labels') -> np.ndarray:
     return lab.astype(np.uint32)
 
 
-def check_positive(value, name: str) -> float:
-    """Return ``value`` as a finite float > 0. Raises CloudError."""
+def check_positive(value, name: str, upper: float | None = None) -> float:
+    """Return ``value`` as a finite float > 0 (and <= ``upper`` when given). Raises CloudError."""
     try:
         v = float(value)
     except (TypeError, ValueError) as exc:
         raise CloudError(f'{name} must be a number, got {value!r}') from exc
     if not np.isfinite(v) or v <= 0:
         raise CloudError(f'{name} must be a finite positive number, got {value!r}')
+    if upper is not None and v > upper:
+        raise CloudError(f'{name} must be at most {upper:g}, got {value!r}')
     return v
 
 

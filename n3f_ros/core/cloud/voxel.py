@@ -15,6 +15,9 @@ import scipy.sparse as sp
 from n3f_ros.core.cloud.errors import CloudError
 from n3f_ros.core.cloud.validate import check_positive, check_xyz, l2_normalize
 
+#: largest voxel, metres (the node's voxel_size parameter range)
+MAX_VOXEL = 1.0
+
 
 def voxel_indices(xyz: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
     """Group points by voxel of a world-aligned grid.
@@ -75,7 +78,7 @@ def voxel_downsample(xyz, voxel_size: float, normalize=('features',), return_inv
     Raises CloudError on bad shapes, NaN/inf points or a non-positive voxel size.
     """
     xyz = check_xyz(xyz, allow_empty=True)
-    voxel_size = check_positive(voxel_size, 'voxel_size')
+    voxel_size = check_positive(voxel_size, 'voxel_size', MAX_VOXEL)
     n = len(xyz)
     normalize = (normalize,) if isinstance(normalize, str) else tuple(normalize or ())
     for name, a in attrs.items():

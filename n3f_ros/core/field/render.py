@@ -33,6 +33,10 @@ class RenderSettings:
                                        range=(0.0, 1.0))
 
 
+#: rays whose origin or direction coordinates exceed this (metres) are absurd: rendered empty
+MAX_RAY_COORD = 1e6
+
+
 @dataclass
 class RenderOut:
     rgb: torch.Tensor            # (N, 3) colour composited over black
@@ -87,7 +91,21 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, settings: Rend
                 depth: torch.Tensor | None = None, perturb: bool = True,
                 with_features: bool = True, generator: torch.Generator | None = None) -> RenderOut:
     """Render N rays (origins, dirs (N, 3) world). ``depth`` (N,) metres, <= 0 where unknown.
-    ``generator`` (on the rays' device): the random source of the sample jitter (``perturb``)."""
+    ``generator`` (on the rays' device): the random source of the sample jitter (``perturb``).
+    Rays with a non-finite or absurd origin, direction or depth (beyond :data:`MAX_RAY_COORD`) are
+    rendered as empty (zero colour, depth, opacity and feature) instead of producing NaN."""
+    ok = (torch.isfinite(origins).all(-1) & torch.isfinite(dirs).all(-1)
+          & (origins.abs() < MAX_RAY_COORD).all(-1) & (dirs.abs() < MAX_RAY_COORD).all(-1))
+    if not bool(ok.all()):
+        out = render_rays(field, torch.where(ok[:, None], origins, 0.0),
+                          torch.where(ok[:, None], dirs, torch.tensor([0.0, 0.0, 1.0], device=dirs.device)),
+                          settings, None if depth is None else torch.where(ok, depth, 0.0), perturb,
+                          with_features, generator)
+        z = ok.to(out.acc.dtype)
+        return RenderOut(out.rgb * z[:, None], out.depth * z, out.acc * z,
+                         None if out.feat is None else out.feat * z[:, None])
+    if depth is not None:
+        depth = torch.where(torch.isfinite(depth) & (depth.abs() < MAX_RAY_COORD), depth, torch.zeros_like(depth))
     near, far, hit = ray_box(origins, dirs, field.bounds)
     near = near.clamp(min=settings.near)
     far = torch.where(hit & (far > near), far, near + 1e-3)

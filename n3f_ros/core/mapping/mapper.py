@@ -291,8 +291,10 @@ class Mapper:
             return self.map.snapshot()
 
     def _map_version(self) -> tuple:
-        with self._lock:
-            return self.map.version, self.map.train_steps
+        """(map version, training steps), read without the lock (two ints of the current map: a
+        training step in flight must not delay a query that the cached cloud can answer)."""
+        state = self.map
+        return state.version, state.train_steps
 
     def cloud(self, force: bool = False) -> FeatureCloud | None:
         """The current feature cloud (cached; re-extracted when the map changed enough; while
