@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rclpy.executors import MultiThreadedExecutor
@@ -272,7 +273,10 @@ def test_bgr8_and_compressed(make_node, scene):
 def test_services(make_node, scene, ros, tmp_path):
     _, helper = ros
     seq, frames, _ = scene
+    stale = tmp_path / '.n3f_map_999999999_interrupted.tmp'          # left by a save killed mid-way
+    stale.write_bytes(b'partial map')
     node, submitted, player, client, ns = make_node(params=[('map_path', str(tmp_path / 'm.pt'))])
+    assert not stale.exists()                                        # removed when the node started
 
     def call(srv_type, name, **req):
         cli = helper.create_client(srv_type, f'{ns}/n3f/{name}')
@@ -310,7 +314,17 @@ def test_services(make_node, scene, ros, tmp_path):
     r = call(FilePath, 'load_map', path='')                           # map_path holds garbage now
     assert not r.success and r.path == str(tmp_path / 'm.pt') and node.mapper.stats()['keyframes'] == keyframes
     assert not call(FilePath, 'load_map', path=str(tmp_path)).success   # a directory: refused
-    assert node.counters.get('map_file_errors') >= 2
+    # a map whose field weights hold a NaN: refused, the map in use unchanged
+    from n3f_ros.core.persistence import load_map_file, save_map_file
+    raw = load_map_file(str(other))
+    k = next(iter(raw['field']))
+    raw['field'][k].view(-1)[0] = float('nan')
+    save_map_file(str(tmp_path / 'nan.pt'), raw)
+    before = {k: v.clone() for k, v in node.mapper.field.state_dict().items()}
+    r = call(FilePath, 'load_map', path=str(tmp_path / 'nan.pt'))
+    assert not r.success and 'NaN' in r.message
+    assert all(torch.equal(v, node.mapper.field.state_dict()[k]) for k, v in before.items())
+    assert node.counters.get('map_file_errors') >= 3
 
 
 def test_parameters_live_and_rejected(make_node):
@@ -349,6 +363,13 @@ def _bad(player, h):
     pose = encode.pose_stamped_msg(seq.poses[0], encode.make_header(h.stamp, WORLD))
     pose.pose.orientation.w = 3.0
     cases.append((player.pub_pose, pose, 'bad_quaternion'))
+    pose = encode.pose_stamped_msg(seq.poses[0], encode.make_header(h.stamp, WORLD))
+    pose.pose.position.x = 1e38                                  # finite, absurd
+    cases.append((player.pub_pose, pose, 'implausible_pose'))
+    long_frame = encode.image_msg(f.rgb, encode.make_header(h.stamp, 'x' * 10_000))
+    cases.append((player.pub_image, long_frame, 'bad_frame_id'))
+    ansi = encode.image_msg(f.rgb, encode.make_header(h.stamp, '\x1b[31mred'))
+    cases.append((player.pub_image, ansi, 'bad_frame_id'))
     d = encode.depth_msg(np.full(f.depth.shape, np.nan, np.float32), h, '32FC1')
     cases.append((player.pub_depth, d, 'bad_depth'))
     d = encode.depth_msg(f.depth, h, '16UC1')
@@ -391,6 +412,13 @@ def test_bad_input_counted_node_survives(make_node, scene, ros):
     # takes the latest camera_info stamped at or before it, io/pairing.py)
     player.pub_info.publish(camera_info_msg(frames[0].camera, encode.make_header(last + 0.03, CAM_FRAME)))
     time.sleep(0.1)
+    # depth of another camera (frame id): the image it pairs with is dropped as frame_mismatch
+    player.publish_pose(last + 0.035 - player.t0)
+    player.pub_depth.publish(encode.depth_msg(frames[0].depth, encode.make_header(last + 0.035, 'other_cam'),
+                                              '16UC1'))
+    player.pub_image.publish(encode.image_msg(frames[0].rgb, encode.make_header(last + 0.035, CAM_FRAME)))
+    expected['frame_mismatch'] = 1
+    time.sleep(0.1)
     player.pub_image.publish(encode.image_msg(frames[0].rgb, encode.make_header(last + 2.0, CAM_FRAME)))
     expected['no_pose'] = 1
 
@@ -399,6 +427,8 @@ def test_bad_input_counted_node_survives(make_node, scene, ros):
     wait_for(counted, 20.0, what=lambda: f'rejections {expected}; got '
              f'{ {r: node.counters.get(f"rejected/{r}") for r in expected} }')
     assert node.counters.get('rejected/internal_error') == 0
+    assert len(node.mapper.keyframes) <= len(submitted) and all(
+        np.abs(T[:3, 3]).max() < 10 for T in node.mapper.keyframe_poses())   # no absurd pose became a keyframe
     # a valid stream afterwards still works
     n = len(submitted)
     player.t0 += 10.0
