@@ -321,6 +321,7 @@ def test_services(make_node, scene, ros, tmp_path):
     raw['field'][k].view(-1)[0] = float('nan')
     save_map_file(str(tmp_path / 'nan.pt'), raw)
     assert call(SetBool, 'pause', data=True).success                  # no training step changes the field
+    time.sleep(0.5)                                                   # (the step in flight ends)
     before = {k: v.clone() for k, v in node.mapper.field.state_dict().items()}
     r = call(FilePath, 'load_map', path=str(tmp_path / 'nan.pt'))
     assert not r.success and 'NaN' in r.message
