@@ -1,4 +1,4 @@
-"""``n3f bench quality|speed|all``: the SPEC §5 benchmarks (see n3f_ros/bench/)."""
+"""``n3f bench quality|speed|stereo|latency|all``: the SPEC §5 benchmarks (see n3f_ros/bench/)."""
 from __future__ import annotations
 
 import os
@@ -38,6 +38,19 @@ def add_parser(sub) -> None:
     t.add_argument('--json', help='write results to this JSON file')
     t.add_argument('--out', default='bench_results', help='folder for the picture')
     t.set_defaults(func=_stereo)
+
+    lt = bsub.add_parser('latency', help='time to a right answer: a scene streamed over DDS into n3f_node, '
+                                          'every object queried through ~/query')
+    lt.add_argument('--mode', choices=('rgbd', 'rgb', 'both'), default='both')
+    lt.add_argument('--scene', choices=('pybullet', 'synth'), default='pybullet')
+    lt.add_argument('--seed', type=int, default=0)
+    lt.add_argument('--frames', type=int, default=36, help='frames streamed (default 36)')
+    lt.add_argument('--fps', type=float, default=2.0, help='stream rate (default 2 Hz)')
+    lt.add_argument('--max-wait', type=float, default=120.0, help='[s] of queries after the stream (default 120)')
+    lt.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE', help='node parameter override')
+    lt.add_argument('--json', help='write results to this JSON file')
+    lt.add_argument('--out', default='bench_results', help='folder for the plot and the session logs')
+    lt.set_defaults(func=_latency)
 
     a = bsub.add_parser('all', help='quality (RGB-D and RGB-only), stereo and speed: JSON, plots, report.md in --out')
     a.add_argument('--quick', action='store_true',
@@ -152,3 +165,15 @@ def _report(result, format_table, save_plot, write_json, png: str, json_path: st
         write_json(result, json_path)
         print(f'json: {json_path}')
     return 0
+
+
+def _latency(args) -> int:
+    from n3f_ros.bench.latency import format_table, run_latency, save_plot, write_json
+    from n3f_ros.bench.live import LiveSettings
+    base = LiveSettings(scene=args.scene, seed=args.seed, frames=args.frames, fps=args.fps, max_wait=args.max_wait,
+                        params=dict(p.split(':=', 1) for p in args.param), out=os.path.join(args.out, 'latency'),
+                        namespace='/n3f_latency')
+    modes = ('rgbd', 'rgb') if args.mode == 'both' else (args.mode,)
+    os.makedirs(args.out, exist_ok=True)
+    r = run_latency(base, modes, log=lambda *a: print(*a, flush=True))
+    return _report(r, format_table, save_plot, write_json, os.path.join(args.out, 'latency.png'), args.json)

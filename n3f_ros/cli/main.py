@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     'play': 'n3f_ros.cli.play',
     'process': 'n3f_ros.cli.process',
     'weights': 'n3f_ros.cli.weights',
+    'demo': 'n3f_ros.cli.demo',
 }
 
 

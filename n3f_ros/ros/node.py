@@ -106,6 +106,10 @@ class N3FNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         teacher = self.mapper.teacher
         prov = getattr(teacher, 'provenance', None) or {}
+        self._teacher_info = {'teacher': getattr(teacher, 'name', '?'),
+                              'teacher_source': 'random init' if self.p['teacher_random_init'] else
+                              str(prov.get('source', '')),
+                              'teacher_weights': str(prov.get('weights', getattr(teacher, 'weights_source', '')))}
         weights = (f" ({prov.get('source')}: {prov.get('origin')}, weights {prov.get('weights')}, "
                    f"licence {prov.get('licence')})") if prov else ''
         self.get_logger().info(
@@ -371,6 +375,7 @@ class N3FNode(Node):
         new = total - self._last_rejected_total
         self._last_rejected_total = total
         stats['query_latency_ms'] = self.queries.latency_ms
+        stats.update(self._teacher_info)
         stats['requests_waiting'] = len(self.queries.requests)
         if self.tf is not None:
             snap.update(self.tf.counters.snapshot())

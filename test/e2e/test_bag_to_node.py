@@ -2,7 +2,7 @@
 
 Three processes talk over real DDS (loopback, the per-run ROS_DOMAIN_ID of test/conftest.py): the
 node (console script with the shipped config/n3f.yaml plus CPU-sized overrides, started by
-``ros_test_utils.NodeProcess`` of test/ros), ``n3f play`` republishing the recorded RealSense-style
+``n3f_ros.bench.node_process.NodeProcess``), ``n3f play`` republishing the recorded RealSense-style
 topics remapped onto the node's, and this test's rclpy node asking with ``n3f_ros.client``.
 
 The teacher is the DINO ViT-S/16 architecture with random weights (nothing can be downloaded

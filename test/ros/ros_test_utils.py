@@ -150,58 +150,11 @@ class ScenePlayer:
 # helpers of the tests that run the real node as a process
 # ---------------------------------------------------------------------------------------------
 
-def node_command(params: dict, ns: str) -> list:
-    """The node's console script (or ``python -m``) with config/n3f.yaml and ``-p`` overrides."""
-    import pathlib
-    import sys
-    root = pathlib.Path(__file__).resolve().parents[2]
-    exe = pathlib.Path(sys.executable).parent / 'n3f_node'
-    cmd = [str(exe)] if exe.exists() else [sys.executable, '-m', 'n3f_ros.ros.node']
-    cmd += ['--ros-args', '--params-file', str(root / 'config' / 'n3f.yaml'), '-r', f'__ns:={ns}']
-    for k, v in params.items():
-        cmd += ['-p', f'{k}:={v}']
-    return cmd
-
-
-class NodeProcess:
-    """The n3f node in its own process (inherits ROS_DOMAIN_ID etc.), output to ``log``."""
-
-    def __init__(self, params: dict, ns: str, log, env: dict | None = None):
-        import os
-        import subprocess
-        self.log = log
-        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0', **(env or {}))
-        with open(log, 'w') as out:
-            self.proc = subprocess.Popen(node_command(params, ns), stdout=out, stderr=subprocess.STDOUT,
-                                         env=env)
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        wait_for(lambda: self.proc.poll() is not None or 'ready:' in self.log.read_text(), timeout,
-                 what='node ready')
-        assert self.proc.poll() is None, self.log.read_text()
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int:
-        """SIGINT (clean shutdown), then kill after 20 s. Returns the exit code."""
-        import signal
-        import subprocess
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
-
-    def tail(self, n: int = 40) -> str:
-        return '\n'.join(self.log.read_text().splitlines()[-n:])
-
-
 @contextlib.contextmanager
 def running_node(params: dict, ns: str, workdir, env: dict | None = None):
     """A :class:`NodeProcess` (log in ``workdir``/node.log) for the block; stopped afterwards, its
     exit code and log tail printed (pytest shows them with a failure)."""
+    from n3f_ros.bench.node_process import NodeProcess
     proc = NodeProcess(params, ns, workdir / 'node.log', env)
     try:
         yield proc
@@ -240,15 +193,9 @@ def call_service(helper, srv_type, name: str, timeout: float = 60.0, **request):
 
 
 def object_iou(answer_xyz, rest_xyz, gt, label) -> float:
-    """IoU of a query answer with ground-truth object ``label``. Every returned point, and every
-    other point of the queried cloud (``rest_xyz``: edit/cloud in 'remove' mode), takes the
-    instance of its nearest ground-truth point."""
-    from scipy.spatial import cKDTree
-    tree = cKDTree(gt.xyz)
-    lab_ans = gt.labels[tree.query(answer_xyz)[1]] if len(answer_xyz) else np.zeros(0, int)
-    lab_rest = gt.labels[tree.query(rest_xyz)[1]] if len(rest_xyz) else np.zeros(0, int)
-    inter = int(np.sum(lab_ans == label))
-    return inter / max(len(answer_xyz) + int(np.sum(lab_rest == label)), 1)
+    """IoU of a query answer with ground-truth object ``label`` (``bench.scoring.answer_iou``)."""
+    from n3f_ros.bench.scoring import answer_iou
+    return answer_iou(answer_xyz, rest_xyz, gt, label)
 
 
 def isolated_objects(gt, k: int = 2, min_points: int = 40):

@@ -525,7 +525,7 @@ def test_client_spinning_itself_and_bad_requests(make_node, scene, ros):
 def test_bad_parameters_stop_the_node_with_a_clear_message(override, message):
     import subprocess
 
-    from ros_test_utils import node_command
+    from n3f_ros.bench.node_process import node_command
     cmd = node_command({}, '/bad_params')
     cmd[cmd.index('--params-file'):cmd.index('--params-file') + 2] = []
     r = subprocess.run(cmd + ['-p', override], capture_output=True, text=True, timeout=60)
