@@ -23,3 +23,4 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 bash scripts/install_teacher.sh
 .venv/bin/python -c "import torch, timm, open3d, rclpy, rosbags, onnx, pybullet, n3f_interfaces.srv, tf2_msgs.msg; print('n3f_ros environment ready: torch', torch.__version__, 'timm', timm.__version__, 'open3d', open3d.__version__)"
+bash scripts/env_stamp.sh > .venv/.n3f_env_stamp   # run_tests.sh / demo.sh: set up again only when this changes
