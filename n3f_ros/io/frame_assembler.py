@@ -11,6 +11,8 @@ An image stamped ``t`` (seconds), received at wall time ``w``, waits until
   ``hold_time`` seconds (then the nearest pose within ``max_pose_dt`` is used, or it is dropped
   as ``'no_pose'``) — or, with a ``tf_poses`` source (``pose_source: tf``), until that source
   resolves the image's frame at ``t`` (it says how long to wait for late transforms);
+* a camera_info has arrived (drivers may publish the first one just after its image), or
+  ``hold_time`` passed (then ``'no_camera_info'``);
 * and, only while ``use_depth`` and the depth topic is *active* (a depth image arrived within
   ``depth_timeout`` wall seconds), its depth is settled (``pairing.match_depth``) or
   ``hold_time`` passed; depth still missing then: the frame goes on RGB-only and
@@ -179,8 +181,8 @@ class FrameAssembler:
                     depth, settled = match_depth(img.stamp, self._depths, self.rule.depth_dt)
                     if not settled and not timed_out:
                         break
-                if not (pose_ready or timed_out):
-                    break
+                if not (pose_ready or timed_out) or (not len(self.cameras) and not timed_out):
+                    break                           # (the first camera_info may come just after its image)
                 self._pending.popleft()
                 if need_depth and depth is None:
                     self.warnings['depth_unmatched'] += 1

@@ -75,3 +75,19 @@ def test_errors_are_reported_not_raised():
     assert e.value.reason == 'bad_depth'
     dropped = [a.add_image(2.0 + i, RGB, 'cam', wall=1.0) for i in range(6)]
     assert sum(len(d) for d in dropped) == 2 and a.pending == 4
+
+
+def test_an_image_waits_for_a_camera_info_that_comes_just_after_it():
+    a = FrameAssembler(max_pose_dt=0.05, hold_time=0.5)
+    a.add_pose(1.0, _T(0.0))
+    a.add_image(1.0, RGB, 'cam', wall=0.0)
+    assert a.poll(wall=0.1) == ([], [])                  # no intrinsics yet: it waits
+    a.set_camera(CAM, 1.0, 'cam')
+    frames, errors = a.poll(wall=0.15)
+    assert len(frames) == 1 and not errors
+    a.add_image(2.0, RGB, 'cam', wall=1.0)
+    a.add_pose(2.0, _T(1.0))
+    a.clear()
+    a.add_pose(3.0, _T(1.0))
+    a.add_image(3.0, RGB, 'cam', wall=2.0)
+    assert [e.reason for e in a.poll(wall=2.6)[1]] == ['no_camera_info']   # never came: dropped after hold_time
