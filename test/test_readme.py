@@ -12,11 +12,16 @@ def test_readme_interface_tables_are_current():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_readme_commands_are_the_ci_commands():
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / 'README.md').read_text()
+    first_block = readme.split('```bash\n', 1)[1].split('```', 1)[0]
+    commands = [line.split('#')[0].strip() for line in first_block.splitlines() if line.strip()]
+    assert commands == ['bash scripts/demo.sh', 'bash scripts/run_tests.sh']
     ci = (ROOT / '.ci' / 'run').read_text()
-    for cmd in ('bash scripts/setup_env.sh', 'bash scripts/run_tests.sh'):
-        assert cmd in readme and cmd in ci
+    assert 'bash scripts/run_tests.sh' in ci
+    for script in ('demo.sh', 'run_tests.sh'):                      # each sets itself up when needed
+        assert 'bash scripts/setup_env.sh' in (ROOT / 'scripts' / script).read_text(), script
+    assert (ROOT / 'docs' / 'demo_answers.png').is_file()           # the picture the README shows
 
 
 def test_every_parameter_is_documented_in_readme():

@@ -66,7 +66,7 @@ def save_answers_png(path, frame, masks: dict, final: dict) -> None:
     ids = sorted(final)
     cols = min(4, max(1, len(ids)))
     rows = (len(ids) + cols - 1) // cols
-    fig = Figure(figsize=(3.2 * cols, 2.7 * rows), dpi=100)
+    fig = Figure(figsize=(3.2 * cols, 2.7 * rows), dpi=80)
     FigureCanvasAgg(fig)
     for i, k in enumerate(ids):
         ax = fig.add_subplot(rows, cols, i + 1)

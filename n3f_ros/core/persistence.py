@@ -64,6 +64,18 @@ def remove_stale_temp_files(directory: str) -> list[str]:
     return removed
 
 
+def default_file_mode() -> int:
+    """The mode ``open()`` would give a new file (0666 minus the process umask, read from
+    /proc so that no other thread ever runs with a changed umask; 022 where /proc has no Umask)."""
+    umask = 0o022
+    try:
+        with open('/proc/self/status') as f:
+            umask = next((int(line.split()[1], 8) for line in f if line.startswith('Umask:')), umask)
+    except OSError:
+        pass
+    return 0o666 & ~umask
+
+
 def save_map_file(path: str, state: dict) -> None:
     """Write ``state`` to ``path`` atomically (see the module docstring)."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -75,6 +87,7 @@ def save_map_file(path: str, state: dict) -> None:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())       # mkstemp makes 0600; a map is an ordinary file
         os.replace(tmp, path)
         dfd = os.open(directory, os.O_RDONLY)
         try:

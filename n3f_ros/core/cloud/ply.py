@@ -9,6 +9,7 @@ import numpy as np
 
 from n3f_ros.core.cloud.errors import CloudError
 from n3f_ros.core.cloud.validate import check_labels, check_uint8_colors, check_xyz
+from n3f_ros.core.persistence import default_file_mode
 
 _PLY_TYPES = {
     'char': 'i1', 'int8': 'i1', 'uchar': 'u1', 'uint8': 'u1', 'short': '<i2', 'int16': '<i2',
@@ -57,6 +58,7 @@ def write_ply(path, xyz, rgb=None, labels=None, extra: dict | None = None) -> No
         with os.fdopen(fd, 'wb') as fh:
             fh.write(('\n'.join(header) + '\n').encode('ascii'))
             fh.write(data.tobytes())
+        os.chmod(tmp, default_file_mode())       # mkstemp makes 0600; a PLY is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
