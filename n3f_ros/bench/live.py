@@ -19,7 +19,6 @@ Times are seconds since the first image reached this process (a subscriber next 
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -307,7 +306,3 @@ def _counts(res, diag: dict, s) -> None:
     res.rates = {'frames_per_s': round(integrated / stream, 3) if stream == stream and stream > 0 else None,
                  'steps_per_s': round(steps / t_end, 3) if t_end and t_end > 0 else None}
 
-
-def write_json(res: LiveResult, path) -> None:
-    with open(path, 'w') as f:
-        json.dump(res.to_json(), f, indent=2)

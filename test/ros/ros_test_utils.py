@@ -163,6 +163,21 @@ def running_node(params: dict, ns: str, workdir, env: dict | None = None):
         print(f'--- node exit code {rc}; log tail ---\n{proc.tail()}')
 
 
+def stop_process(proc, log) -> int:
+    """SIGINT a helper process, kill it after 10 s; logs the end of its output (pytest shows it on
+    failure). Returns the exit code."""
+    import signal
+    import subprocess
+    proc.send_signal(signal.SIGINT)
+    try:
+        rc = proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait(5)
+    print(log.read_text()[-2000:])
+    return rc
+
+
 def diag_value(diags, key):
     """Latest value of ``key`` in the received DiagnosticArrays (str) or None."""
     for msg in reversed(diags[-3:]):

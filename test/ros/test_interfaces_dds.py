@@ -9,14 +9,13 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from interfaces_server import IMAGE_SIZE, N_POINTS, box_rotation, object_points
-from ros_test_utils import spinning_node, wait_for
+from ros_test_utils import spinning_node, stop_process, wait_for
 
 from n3f_ros.io import encode
 
@@ -52,12 +51,7 @@ def server(tmp_path_factory):
         assert proc.poll() is None, log.read_text()
         yield d
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print(log.read_text()[-2000:])
+        stop_process(proc, log)
 
 
 @pytest.fixture(scope='module')

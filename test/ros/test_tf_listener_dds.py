@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-from ros_test_utils import spinning_node, wait_for
+from ros_test_utils import spinning_node, stop_process, wait_for
 from tf_publisher import OPTICAL, WORLD, T_map_optical
 
 from n3f_ros.core.camera import invert_pose, rotation_angle
@@ -42,12 +41,7 @@ def publisher(tmp_path_factory):
         time.sleep(1.0)              # /tf_static went out before the listener below exists
         yield t0
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print(log.read_text()[-2000:])
+        stop_process(proc, log)
 
 
 @pytest.fixture(scope='module')
