@@ -134,8 +134,11 @@ start_launch node n3f_ros n3f.launch.py namespace:=robot1 image:=/cam/rgb world_
 T0=$(now)
 if wait_log node "ready:" 240; then
   echo "  node ready after $(since "$T0") s"
-  sleep 2
-  nodes=$(ros2 node list 2>/dev/null); subs=$(ros2 topic info /cam/rgb 2>/dev/null | grep -i "subscription count")
+  for _ in $(seq 1 15); do        # the CLI's graph view can lag the node by seconds on a busy CPU
+    subs=$(ros2 topic info /cam/rgb 2>/dev/null | grep -i "subscription count: 1") && break
+    sleep 1
+  done
+  nodes=$(ros2 node list 2>/dev/null)
   params=$(for p in world_frame use_depth pose_source teacher_random_init; do ros2 param get /robot1/n3f $p 2>/dev/null; done | tr '\n' ' ')
   if echo "$nodes" | grep -q "^/robot1/n3f$" && echo "$subs" | grep -q "1" && ros2 topic list 2>/dev/null | grep "^/robot1/feature_cloud$" >/dev/null \
      && echo "$params" | grep -q "base_link" && echo "$params" | grep -q "False" && echo "$params" | grep -q "odom"; then

@@ -111,7 +111,7 @@ class N3FNode(Node):
                               str(prov.get('source', '')),
                               'teacher_weights': str(prov.get('weights', getattr(teacher, 'weights_source', '')))}
         weights = (f" ({prov.get('source')}: {prov.get('origin')}, weights {prov.get('weights')}, "
-                   f"licence {prov.get('licence')})") if prov else ''
+                   f"licence {prov.get('licence')})") if prov and prov.get('source') != 'random' else ''
         self.get_logger().info(
             f"{READY_LOG} world_frame '{self.world_frame}', pose_source '{self.p['pose_source']}', "
             f"image_transport '{self.p['image_transport']}', teacher '{getattr(teacher, 'name', '?')}'"
