@@ -39,6 +39,9 @@ class QueryAnswer:
     score: float                   # mean similarity (0 when empty)
     box_size: tuple                # (3,) metres, full extents along the box axes (zeros when empty)
     reason: str                    # why it is empty ('' otherwise)
+    feature_source: str = ''       # 'fused' | 'student' | 'combined' ('' when empty)
+    confidence: float = 0.0        # in [0, 1], see core.cloud.QueryResult (0 when empty)
+    kind: str = ''                 # 'object' | 'support' ('' when empty)
 
     @property
     def empty(self) -> bool:
@@ -84,7 +87,8 @@ def query_answer(result: QueryResult | None, header, edit_mode: str, reason: str
         rgb = np.full((len(result), 3), 255, np.uint8)
     obj = encode.pointcloud2_msg({'xyz': result.xyz, 'rgb': rgb, 'similarity': result.similarity}, header)
     return QueryAnswer(header, encode.pose_stamped_msg(T_obj, header), markers, obj, edit, len(result),
-                       float(result.score), tuple(float(v) for v in box.extent), '')
+                       float(result.score), tuple(float(v) for v in box.extent), '',
+                       feature_source=result.feature_source, confidence=float(result.confidence), kind=result.kind)
 
 
 def mask_message(mask: np.ndarray | None, camera, stamp, frame_id: str):

@@ -13,12 +13,17 @@ used by every query on it (``query.py``):
 * **normals**: open3d's PCA normals (radius 1.25 x the graph radius, at most 30 neighbours),
   flipped to face the point's viewing direction (``view_dirs``, from the point towards the cameras
   that saw it; without them towards ``up``).
-* **pieces**: the points above the band, split into connected parts of the radius graph whose
-  edges are cut where the surface folds *inwards* — a concave crease (``(n_i - n_j) . (p_i - p_j)
-  < 0``, the convexity test of LCCP, Stein et al. 2014) sharper than :data:`CUT_ANGLE_DEG`.
-  Two objects touching, or an object and what it stands on, meet at such creases; the faces of
-  one convex object meet at convex edges and stay together. Pieces adjacent across cut edges are
-  listed in ``adjacency``; a query joins them only when their features agree (``query.py``).
+* **pieces**: the points above the band, split where the surface folds *inwards*. A point lies on
+  a concave crease when the centroid of its neighbours within :data:`CREASE_RADIUS` x ``radius``
+  lies in front of it, along its normal, by more than :data:`CREASE_DEPTH` x that neighbourhood's
+  radius (on a flat patch the centroid lies on the
+  surface, at a convex edge behind it). Two objects touching, or an object and what it stands on,
+  meet at such creases; the faces of one convex object meet at convex edges and stay together.
+  The other points above the plane form pieces (connected parts of the radius graph); crease
+  points then join the piece of their nearest neighbour that has one. Pieces that touch through
+  crease points are listed in ``adjacency``; a query joins them only when their features agree
+  (``query.py``). (A per-edge test of the two normals, as in LCCP, left crease bands connected
+  wherever PCA normals blur across the crease.)
 
 Frames and units: world frame, metres; ``xyz`` (N, 3).
 """
@@ -39,8 +44,11 @@ MIN_SUPPORT_SHARE = 0.15
 MIN_BAND, MAX_BAND = 0.002, 0.012
 #: RANSAC inlier distance (metres) and iterations
 RANSAC_DISTANCE, RANSAC_ITERATIONS = 0.005, 400
-#: concave creases sharper than this cut the graph into pieces (degrees between normals)
-CUT_ANGLE_DEG = 35.0
+#: neighbourhood of the crease test (x the graph radius: the crease band must be wider than a graph
+#: edge, or the pieces stay linked across it) and the centroid offset that marks a crease (x its radius)
+CREASE_RADIUS, CREASE_DEPTH = 2.0, 0.05
+#: most neighbours used by the crease test
+CREASE_NEIGHBOURS = 48
 #: planes tried (each time without the previous one's inliers) before giving up on a support
 MAX_PLANES = 3
 
@@ -119,15 +127,41 @@ def estimate_normals(xyz: np.ndarray, radius: float, view_dirs: np.ndarray | Non
     return nrm
 
 
-def concave_edges(xyz: np.ndarray, normals: np.ndarray, pairs: np.ndarray,
-                  angle_deg: float = CUT_ANGLE_DEG) -> np.ndarray:
-    """(P,) bool: edge ``pairs`` (P, 2) crosses a concave crease sharper than ``angle_deg``."""
-    if len(pairs) == 0:
-        return np.zeros(0, bool)
-    i, j = pairs[:, 0], pairs[:, 1]
-    convexity = np.einsum('ij,ij->i', normals[i] - normals[j], xyz[i] - xyz[j])
-    cos = np.einsum('ij,ij->i', normals[i], normals[j])
-    return (convexity < 0) & (cos < np.cos(np.radians(angle_deg)))
+def concavity(xyz: np.ndarray, normals: np.ndarray, radius: float) -> np.ndarray:
+    """(N,) metres: how far the centroid of each point's neighbours within ``radius`` (at most
+    :data:`CREASE_NEIGHBOURS`, the point included) lies in front of it along its normal (> 0: a
+    concave fold)."""
+    from scipy.spatial import cKDTree
+    if len(xyz) == 0:
+        return np.zeros(0)
+    k = min(CREASE_NEIGHBOURS, len(xyz))
+    d, j = cKDTree(xyz).query(xyz, k=k, distance_upper_bound=radius)
+    ok = np.isfinite(d)
+    jj = np.where(ok, j, 0)
+    cent = (xyz[jj] * ok[..., None]).sum(1) / ok.sum(1, keepdims=True)
+    return np.einsum('ij,ij->i', cent - xyz, normals)
+
+
+def _attach(piece: np.ndarray, todo: np.ndarray, xyz: np.ndarray, pairs: np.ndarray, rounds: int = 8) -> np.ndarray:
+    """Points in ``todo`` (bool) take the piece of their nearest graph neighbour that has one,
+    repeated so bands wider than one edge fill in."""
+    piece = piece.copy()
+    for _ in range(rounds):
+        need = todo & (piece < 0)
+        if not need.any() or len(pairs) == 0:
+            break
+        a = np.concatenate([pairs[:, 0], pairs[:, 1]])
+        b = np.concatenate([pairs[:, 1], pairs[:, 0]])
+        sel = need[a] & (piece[b] >= 0)
+        if not sel.any():
+            break
+        a, b = a[sel], b[sel]
+        d = np.linalg.norm(xyz[a] - xyz[b], axis=1)
+        order = np.lexsort((d, a))
+        first = np.ones(len(order), bool)
+        first[1:] = a[order][1:] != a[order][:-1]
+        piece[a[order][first]] = piece[b[order][first]]
+    return piece
 
 
 @dataclass
@@ -142,7 +176,8 @@ class CloudGeometry:
     radius:    metres, the radius graph's linking distance.
     pairs:     (P, 2) int64 radius-graph edges (i < j) between any points.
     piece:     (N,) int64 geometric piece of each candidate (-1 for non-candidates).
-    adjacency: (A, 2) int64 pairs of distinct pieces linked by a cut (concave) edge.
+    crease:    (N,) bool, candidates on a concave crease (see the module docstring).
+    adjacency: (A, 2) int64 pairs of distinct pieces linked by an edge through crease points.
     """
 
     plane: SupportPlane | None
@@ -153,6 +188,7 @@ class CloudGeometry:
     radius: float
     pairs: np.ndarray
     piece: np.ndarray
+    crease: np.ndarray
     adjacency: np.ndarray
 
     def __len__(self) -> int:
@@ -173,18 +209,28 @@ def analyse_geometry(xyz, radius: float, view_dirs=None, up=(0.0, 0.0, 1.0), see
     above = height > plane.band if plane is not None else np.ones(n, bool)
     normals = estimate_normals(xyz, radius, view_dirs, up)
     pairs = radius_pairs(xyz, radius)
-    both = above[pairs[:, 0]] & above[pairs[:, 1]] if len(pairs) else np.zeros(0, bool)
-    cand_pairs = pairs[both]
-    cut = concave_edges(xyz, normals, cand_pairs)
-    cand = np.flatnonzero(above)
+    r_crease = CREASE_RADIUS * radius
+    crease = above & (concavity(xyz, normals, r_crease) > CREASE_DEPTH * r_crease)
+    core = above & ~crease
+    both = core[pairs[:, 0]] & core[pairs[:, 1]] if len(pairs) else np.zeros(0, bool)
     local = np.full(n, -1, np.int64)
-    local[cand] = np.arange(len(cand))
-    kept = cand_pairs[~cut]
-    _, comp = components_from_pairs(len(cand), local[kept] if len(kept) else np.zeros((0, 2), np.int64))
+    local[core] = np.arange(int(core.sum()))
+    kept = pairs[both]
+    _, comp = components_from_pairs(int(core.sum()), local[kept] if len(kept) else np.zeros((0, 2), np.int64))
     piece = np.full(n, -1, np.int64)
-    piece[cand] = comp
-    a, b = piece[cand_pairs[cut, 0]], piece[cand_pairs[cut, 1]]
+    piece[core] = comp
+    above_pairs = pairs[above[pairs[:, 0]] & above[pairs[:, 1]]] if len(pairs) else pairs
+    piece = _attach(piece, crease, xyz, above_pairs)
+    left = above & (piece < 0)                   # crease points with no piece near: their own pieces
+    if left.any():
+        sub = np.flatnonzero(left)
+        loc = np.full(n, -1, np.int64)
+        loc[sub] = np.arange(len(sub))
+        e = above_pairs[left[above_pairs[:, 0]] & left[above_pairs[:, 1]]]
+        _, c2 = components_from_pairs(len(sub), loc[e] if len(e) else np.zeros((0, 2), np.int64))
+        piece[sub] = c2 + (piece.max() + 1 if (piece >= 0).any() else 0)
+    a, b = piece[above_pairs[:, 0]], piece[above_pairs[:, 1]]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     adjacency = np.unique(np.stack([lo, hi], 1)[lo != hi], axis=0) if len(lo) else np.zeros((0, 2), np.int64)
-    return CloudGeometry(plane, height, on_plane, above, normals, float(radius), pairs, piece,
+    return CloudGeometry(plane, height, on_plane, above, normals, float(radius), pairs, piece, crease,
                          adjacency.reshape(-1, 2).astype(np.int64))

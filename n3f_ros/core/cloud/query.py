@@ -12,9 +12,11 @@ what the Mapper always passes), a point query answers one of two kinds:
 * ``object`` — the point lies above the plane: the answer grows from the seed's geometric piece
   (``geometry.py``: points above the plane, cut at concave creases) into adjacent pieces whose
   mean feature is similar enough, and never includes a point on the plane. The **automatic
-  threshold is chosen per query**: a piece joins when its mean similarity to the query feature is
-  at least halfway (:data:`PIECE_MARGIN`) from the median similarity of everything outside the
-  seed's piece up to the seed piece's own mean; every point of the joined pieces belongs to the
+  threshold is chosen per query**: a piece joins when its mean similarity to the query feature
+  lies within :data:`PIECE_MARGIN` (a quarter) of the way down from the seed piece's own mean to
+  the median similarity of everything outside the seed's piece — pieces of one object (cut at its
+  own concave folds) agree that closely, an object blended into its touching neighbour by
+  patch-sized teacher features usually does not; every point of the joined pieces belongs to the
   answer (the geometry bounds it; splitting a piece by point similarities cut homogeneous
   objects apart more often than it separated touching ones). A given ``threshold`` replaces the
   automatic choice for pieces and also drops the points below it; the seed's connected component
@@ -49,8 +51,9 @@ MAX_DISTANCE_FACTOR = 4.0
 MAX_ANSWER_SHARE = 0.5
 #: queries whose similarities spread (p99 - p1) less than this are refused (``not_converged``)
 MIN_SIMILARITY_SPREAD = 0.1
-#: a piece joins an object answer when its similarity is this far from "the rest" towards the seed
-PIECE_MARGIN = 0.5
+#: a piece joins an object answer when its similarity is within this share of the way from the
+#: seed piece's down to the rest's
+PIECE_MARGIN = 0.25
 #: answer kinds
 OBJECT, SUPPORT = 'object', 'support'
 
@@ -201,7 +204,7 @@ def _geometric_answer(geom, sims, seed: int, threshold: float | None) -> tuple[n
         outside[cand[piece[cand] == p0]] = False
         s_other = float(np.median(sims[outside])) if outside.any() else 0.0
         s_self = float(piece_sim[p0])
-        thr_piece = s_other + PIECE_MARGIN * (s_self - s_other)
+        thr_piece = s_self - PIECE_MARGIN * (s_self - s_other)
     else:
         thr_piece = threshold
     accepted = np.zeros(n_pieces, bool)
