@@ -214,7 +214,8 @@ def _object_seed_points(points, labels, object_ids):
 
 def table_seed_point(points, labels, clearance: float = 0.1):
     """A table point (label 1) at least ``clearance`` metres from every object point, nearest the
-    table centre; None when there is none."""
+    table centre; None when there is none. (Taken from the product's own cloud, so it is a place
+    the map has seen: RGB-only maps have holes on the table.)"""
     table, objs = points[labels == 1], points[labels >= 2]
     if len(table) == 0:
         return None
@@ -260,9 +261,10 @@ def retrieval_map(feature_images, instance_images, object_ids) -> float:
     return float(np.mean(aps)) if aps else 0.0
 
 
-def product_answers(mapper: Mapper, gt_xyz, gt_labels, seeds, table_seed, voxel: float) -> dict:
-    """The Mapper's own answers at every object seed (and the table seed) on its own cloud, IoU
-    against the cloud points' true labels (see the module docstring)."""
+def product_answers(mapper: Mapper, gt_xyz, gt_labels, seeds, voxel: float) -> dict:
+    """The Mapper's own answers at every object seed (and a table point of its cloud, see
+    ``table_seed_point``) on its own cloud, IoU against the cloud points' true labels (see the
+    module docstring)."""
     cloud = mapper.cloud(force=True)
     out = {'ious': {int(k): 0.0 for k in seeds}, 'table': 0.0, 'source': '', 'confidence': [], 'refused': {},
            'points': 0}
@@ -271,6 +273,7 @@ def product_answers(mapper: Mapper, gt_xyz, gt_labels, seeds, table_seed, voxel:
     d, j = cKDTree(gt_xyz).query(cloud.xyz)
     lab = np.where(d <= 1.5 * voxel, gt_labels[j], 0)
     out['source'], out['points'] = cloud.feature_source, len(cloud)
+    table_seed = table_seed_point(cloud.xyz, lab)
     for k, p in list(seeds.items()) + ([('table', table_seed)] if table_seed is not None else []):
         try:
             r = mapper.query_point(p)
@@ -325,7 +328,6 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
     geometry = analyse_geometry(points, 2.0 * s.gt_voxel, view_directions(points.astype(np.float64), train),
                                 seed=s.seed)
     seeds = _object_seed_points(points, labels, object_ids)
-    table_seed = table_seed_point(points, labels)
     res = QualityResult(asdict(s), 0.0, 0.0, objects=objects)
     res.teacher_miou, po_t = segmentation_miou(points, t_feats, labels, seeds, radius)
     res.fused_teacher_miou, po_f = segmentation_miou(points, f_feats, labels, seeds, radius)
@@ -366,7 +368,7 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
         gmiou, gious = segmentation_miou(points, feats, labels, seeds, radius, geometry)
         imgs = [mapper.render_features(f.camera.scaled(ew, eh), f.T_world_cam).features for f in held]
         mp = retrieval_map(imgs, held_inst, object_ids)
-        ans = product_answers(mapper, gt.xyz, gt.labels, seeds, table_seed, s.gt_voxel)
+        ans = product_answers(mapper, gt.xyz, gt.labels, seeds, s.gt_voxel)
         st = mapper.stats()
         c = {'steps': done, 'train_seconds': mapper.trainer.seconds, 'student_miou': miou, 'student_geo_miou': gmiou,
              'student_map': mp, 'answer_miou': _mean(ans['ious']) or 0.0,
@@ -470,25 +472,31 @@ def save_plot(r: QualityResult, path: str) -> None:
     plt.close(fig)
 
 
-def save_feature_views(path, points, teacher_feats, fused_feats, student_feats) -> None:
+def save_feature_views(path, points, teacher_feats, fused_feats, student_feats, max_points: int = 15000) -> None:
     """Top views of the evaluation points coloured by a PCA of each method's features (fitted per
-    method: the teachers' raw features and the student's live in different spaces)."""
+    method: the teachers' raw features and the student's live in different spaces); at most
+    ``max_points`` points (seeded), small enough to commit."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     from n3f_ros.core.cloud import FeaturePCA
-    fig, ax = plt.subplots(1, 3, figsize=(13, 4.6))
+    fig, ax = plt.subplots(1, 3, figsize=(12, 4.2))
+    sel = np.arange(len(points))
+    if len(points) > max_points:
+        sel = np.sort(np.random.default_rng(0).choice(len(points), max_points, replace=False))
+    points, teacher_feats, fused_feats, student_feats = (a[sel] for a in (points, teacher_feats, fused_feats,
+                                                                          student_feats))
     order = np.argsort(points[:, 2])
     for a, f, title in ((ax[0], teacher_feats, 'single-view teacher (back-projected)'),
                         (ax[1], fused_feats, 'fused teacher (all training views)'), (ax[2], student_feats, 'student')):
         col = FeaturePCA().fit(f).colors(f)
-        a.scatter(points[order, 0], points[order, 1], c=col[order] / 255.0, s=1.5)
+        a.scatter(points[order, 0], points[order, 1], c=col[order] / 255.0, s=2, linewidths=0)
         a.set_title(title)
         a.set_aspect('equal')
         a.axis('off')
     fig.tight_layout()
-    fig.savefig(path, dpi=72)
+    fig.savefig(path, dpi=60)
     plt.close(fig)
 
 

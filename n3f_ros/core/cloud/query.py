@@ -11,7 +11,7 @@ what the Mapper always passes), a point query answers one of two kinds:
   it never contains points above the plane.
 * ``object`` — the point lies above the plane: the answer grows from the seed's geometric piece
   (``geometry.py``: points above the plane, cut at concave creases) into adjacent pieces whose
-  mean feature is similar enough, and never includes a point on the plane. The **automatic
+  mean feature is similar enough, and never includes a point of the support. The **automatic
   threshold is chosen per query**: a piece joins when its mean similarity to the query feature
   lies within :data:`PIECE_MARGIN` (a quarter) of the way down from the seed piece's own mean to
   the median similarity of everything outside the seed's piece — pieces of one object (cut at its
@@ -20,7 +20,15 @@ what the Mapper always passes), a point query answers one of two kinds:
   answer (the geometry bounds it; splitting a piece by point similarities cut homogeneous
   objects apart more often than it separated touching ones). A given ``threshold`` replaces the
   automatic choice for pieces and also drops the points below it; the seed's connected component
-  is the answer.
+  is the answer. Points within a *wide* band (more than :data:`WIDE_BAND`: noisy, stereo depth; on
+  measured depth the band is ~2 mm and height alone decides) are where height cannot tell object
+  from support (e.g. a tray's floor lies in a 12 mm band): there the features decide — a band
+  point within :data:`BAND_HOPS` graph edges of the answer joins it when its feature is closer
+  to the answer's mean feature than to the support's by :data:`BAND_MARGIN` (a few hops: the
+  base of the object, not a path along a neighbour's base). A click on a band point is a support
+  query unless at least :data:`MIN_BAND_OBJECT` band points connected to it look like it rather
+  than like the support (a tray's floor): then those points start an object answer, which joins
+  the pieces they touch as above.
 
 **Without geometry** (``geometry=None``, feature-only queries, used by the benchmark to measure
 features alone), the points above the threshold (automatic: ``threshold.auto_threshold``) that are
@@ -54,6 +62,15 @@ MIN_SIMILARITY_SPREAD = 0.1
 #: a piece joins an object answer when its similarity is within this share of the way from the
 #: seed piece's down to the rest's
 PIECE_MARGIN = 0.25
+#: a band point joins an object answer when it is this much more similar to it than to the support,
+#: and at most this many graph edges away from it
+BAND_MARGIN, BAND_HOPS = 0.05, 2
+#: a seed in the band starts an object answer when at least this many band points connected to it
+#: look like it rather than like the support
+MIN_BAND_OBJECT = 5
+#: bands wider than this (metres) are ambiguous: features decide between object and support there
+#: (on measured depth the band is ~2 mm and the features of an object's base blend with the table's)
+WIDE_BAND = 0.005
 #: answer kinds
 OBJECT, SUPPORT = 'object', 'support'
 
@@ -182,49 +199,102 @@ def _seed_component(geom, members: np.ndarray, seed: int, allowed_pairs: np.ndar
     return members[comp == comp[local[seed]]]
 
 
-def _geometric_answer(geom, sims, seed: int, threshold: float | None) -> tuple[np.ndarray, float, str]:
-    """(indices, effective threshold, kind) of the answer grown from ``seed`` (module docstring)."""
-    if not geom.above[seed]:
-        members = np.flatnonzero(~geom.above)                      # the support plane (and below it)
-        if threshold is not None:
-            members = members[sims[members] >= threshold]
+def _band_grow(geom, ok: np.ndarray, start: np.ndarray, hops: int) -> np.ndarray:
+    """Points (indices) of ``ok`` (bool) reachable from ``start`` (bool) in at most ``hops`` graph
+    edges through ``ok`` points (``start`` itself not included)."""
+    if len(geom.pairs) == 0 or not ok.any():
+        return np.zeros(0, np.int64)
+    a = np.concatenate([geom.pairs[:, 0], geom.pairs[:, 1]])
+    b = np.concatenate([geom.pairs[:, 1], geom.pairs[:, 0]])
+    sel = ok[b] & ~start[b]
+    a, b = a[sel], b[sel]
+    claimed = np.zeros(len(ok), bool)
+    frontier = start.copy()
+    for _ in range(hops):
+        new = b[frontier[a] & ~claimed[b]]
+        if len(new) == 0:
+            break
+        claimed[new] = True
+        frontier = np.zeros(len(ok), bool)
+        frontier[new] = True
+    return np.flatnonzero(claimed)
+
+
+def _object_like(geom, f, proto: np.ndarray) -> np.ndarray:
+    """(N,) bool: band points whose feature is closer to ``proto`` than to the support's mean
+    feature by BAND_MARGIN (where height cannot tell, the features decide)."""
+    band = geom.on_plane
+    if not band.any() or geom.plane is None or geom.plane.band <= WIDE_BAND:
+        return np.zeros(len(band), bool)
+    support = l2_normalize(f[band].astype(np.float64).mean(axis=0))
+    return band & (f @ proto > f @ support + BAND_MARGIN)
+
+
+def _geometric_answer(geom, f, sims, seed: int, threshold: float | None,
+                      proto: np.ndarray) -> tuple[np.ndarray, float, str]:
+    """(indices, effective threshold, kind) of the answer grown from ``seed`` (module docstring);
+    ``proto`` (D,) is the query feature and ``sims`` the cloud's similarities to it."""
+    n = len(sims)
+    start = np.zeros(n, bool)
+    if geom.above[seed]:
+        start[geom.piece == geom.piece[seed]] = True
+    else:
+        like = _object_like(geom, f, proto)
+        if like[seed]:                           # a seed in the band that looks like an object, not the support
+            start[seed] = True
+            start[_band_grow(geom, like, start, n)] = True
+        if start.sum() < MIN_BAND_OBJECT:
+            members = np.flatnonzero(~geom.above & ~like)         # the support plane (and below it)
+            if threshold is not None:
+                members = members[sims[members] >= threshold]
             if not np.any(members == seed):
-                raise QueryError(f'the point on the support plane does not reach similarity {threshold:.3f}',
+                raise QueryError('the point on the support plane does not reach the similarity threshold',
                                  reason='below_threshold')
-        out = _seed_component(geom, members, seed, geom.pairs)
-        return out, float(sims[out].min() if threshold is None else threshold), SUPPORT
+            out = _seed_component(geom, members, seed, geom.pairs)
+            return out, float(sims[out].min() if threshold is None else threshold), SUPPORT
     piece = geom.piece
     cand = np.flatnonzero(geom.above)
-    n_pieces = int(piece[cand].max()) + 1
+    n_pieces = int(piece[cand].max()) + 1 if len(cand) else 0
     piece_sim = np.bincount(piece[cand], weights=sims[cand], minlength=n_pieces) / np.maximum(
         np.bincount(piece[cand], minlength=n_pieces), 1)
-    p0 = int(piece[seed])
     if threshold is None:
-        outside = np.ones(len(sims), bool)
-        outside[cand[piece[cand] == p0]] = False
-        s_other = float(np.median(sims[outside])) if outside.any() else 0.0
-        s_self = float(piece_sim[p0])
+        s_other = float(np.median(sims[~start])) if (~start).any() else 0.0
+        s_self = float(sims[start].mean())
         thr_piece = s_self - PIECE_MARGIN * (s_self - s_other)
     else:
         thr_piece = threshold
     accepted = np.zeros(n_pieces, bool)
-    accepted[p0] = True
+    if geom.above[seed]:
+        accepted[piece[seed]] = True
+    elif n_pieces and len(geom.pairs):          # a band start: the pieces it touches, if similar
+        e = geom.pairs
+        touch = np.concatenate([piece[e[start[e[:, 0]], 1]], piece[e[start[e[:, 1]], 0]]])
+        touch = np.unique(touch[touch >= 0])
+        accepted[touch[piece_sim[touch] >= thr_piece]] = True
     adj = geom.adjacency
-    while len(adj):
+    while len(adj) and accepted.any():
         grow = (accepted[adj[:, 0]] != accepted[adj[:, 1]])
         new = np.unique(np.where(accepted[adj[grow, 0]], adj[grow, 1], adj[grow, 0]))
         new = new[piece_sim[new] >= thr_piece]
         if len(new) == 0:
             break
         accepted[new] = True
-    members = cand[accepted[piece[cand]]]
+    inside = start.copy()
+    if n_pieces:
+        inside[cand[accepted[piece[cand]]]] = True
+    members = np.flatnonzero(inside)
     if threshold is not None:
         members = members[sims[members] >= threshold]
         if not np.any(members == seed):
             raise QueryError(f'the query point does not reach similarity {threshold:.3f}', reason='below_threshold')
-    above_pairs = geom.pairs[geom.above[geom.pairs[:, 0]] & geom.above[geom.pairs[:, 1]]] if len(geom.pairs) \
-        else geom.pairs
-    out = _seed_component(geom, members, seed, above_pairs)
+    out = _seed_component(geom, members, seed, geom.pairs)
+    region = np.zeros(n, bool)
+    region[out] = True
+    claims = _band_grow(geom, _object_like(geom, f, l2_normalize(f[out].astype(np.float64).mean(axis=0))),
+                        region, BAND_HOPS)
+    if threshold is not None:
+        claims = claims[sims[claims] >= threshold]
+    out = np.union1d(out, claims)
     return out, float(sims[out].min() if threshold is None else threshold), OBJECT
 
 
@@ -276,7 +346,7 @@ def query_by_point(cloud_xyz, cloud_features, point, threshold: float | None = N
     if threshold is not None:
         threshold = check_threshold(threshold)
     if geometry is not None:
-        members, thr, kind = _geometric_answer(geometry, sims, nearest, threshold)
+        members, thr, kind = _geometric_answer(geometry, f, sims, nearest, threshold, seed_feature)
         return _result(xyz, f, sims, members, thr, radius, name=name, seed_index=nearest, kind=kind,
                        max_share=max_share)
     thr = _threshold(sims, threshold)
