@@ -1,19 +1,45 @@
-"""Quality benchmark (SPEC §5): does the 3D student beat its 2D teacher, as in N3F?
+"""Quality benchmark (SPEC §5, issue 8 §3): does the 3D student beat its teacher — the teacher seen
+from one view *and* the teacher fused over every view — and what does the product answer?
 
-Scene: a synthetic tabletop (``core.synth``) with ground-truth instance ids. Teacher: the
-``SyntheticTeacher`` (noisy, patch-resolution, view-inconsistent features of the true instance).
-Training views are the even frames, held-out views the odd frames.
+Scene: ``make_sequence(seed, frames, W, H, scene=...)`` (``synth``: open3d shapes, ``pybullet``:
+photo-textured pybullet models), with ground-truth instance ids. Teacher: ``dinov2`` (the DINOv2
+ViT-S/14 the set-up installs, at 320 px input), ``random`` (random-init ViT-S/16, same seed every
+run) or ``synthetic`` (the noisy oracle ``SyntheticTeacher``). Training views are the even frames,
+held-out views the odd ones. Mode ``rgbd`` gives the mapper depth, ``rgb`` no depth (keyframe depth
+by stereo), ``rgb_colour`` no depth and no stereo.
 
-* **3D segmentation mIoU** — on the ground-truth surface points seen by a training view, for
-  every object: query the product's ``query_by_point`` at the object's point nearest its top
-  centre with the method's own features; IoU of the returned object against ground truth; mean
-  over objects. Student features come from the field at the points; teacher features are the
-  teacher's map of the first training view that sees the point, back-projected (no fusion).
-* **2D retrieval mAP** — for every object, the query feature is taken at the object's centre
-  pixel in one held-out view; every pixel of the other held-out views is scored by cosine
-  similarity; AP of those scores against the object's ground-truth mask; mean over
-  (object, view) pairs. Student: features rendered from the field; teacher: its patch map
-  upsampled bilinearly to the same resolution.
+Three ways to attach teacher features to 3D points are compared on the ground-truth surface points
+seen by a training view (``gt_voxel`` voxels), each with the teacher's own (raw) features for the
+baselines:
+
+* **single-view teacher** — per point, the teacher's map of the first training view that sees it
+  (depth-tested against that view's true depth), bilinear, back-projected (no fusion);
+* **fused teacher** — per point, the mean of the teacher's features over *every* training view that
+  sees it (same depth test), normalised: what a ConceptFusion-style mapper builds. Implemented here
+  on its own (not with the product's fused layer) as a user would. Both baselines use the true
+  depth in every mode, so in RGB-only modes they are an upper bound of what could be built;
+* **student** — the field's features at the points.
+
+Metrics, per method (per object in ``per_object``):
+
+* **3D segmentation mIoU, feature-only** (``*_miou``) — ``query_by_point`` without geometry at the
+  object's point nearest its top centre (automatic threshold, 2.5-voxel connectivity): how well
+  the features alone delineate objects (the N3F measure; issue 8's table);
+* **3D segmentation mIoU with geometry** (``*_geo_miou``) — the product's query with the support
+  plane and pieces of the ground-truth surface (``core.cloud.geometry``), guards off;
+* **2D retrieval mAP** (``*_map``) — the feature at an object's centre pixel in one held-out view
+  scores every pixel of the other held-out views (cosine), AP against the object's mask, mean over
+  (object, view). Single-view teacher: the held-out view's own patch map (2D); fused teacher: the
+  fused points seen in the held-out view (the pixel's true-depth surface point's nearest fused
+  point within 1.5 voxels); student: features volume-rendered from the field.
+
+And **the product's answer** (``answer_miou``, ``answer_small_miou``, ``answer_table_iou``): the
+Mapper's own ``query_point`` at each object's seed on its own cloud (fused layer / student /
+combination as it measured, its own geometry and guards), IoU against the cloud points' true labels
+(a cloud point takes the label of the ground-truth point within 1.5 voxels, else counts as
+background); refused answers count as IoU 0. ``curve`` holds every evaluation (step 0 = after the
+keyframes arrived, before training), with the feature source the product used and its held-out
+errors. ``monotone`` checks the issue's rule final >= best - 0.03 for the student and the answers.
 """
 from __future__ import annotations
 
@@ -24,21 +50,28 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.spatial import cKDTree
 
-from n3f_ros.core.camera import project_points
+from n3f_ros.core.camera import backproject_depth, project_points
 from n3f_ros.core.cloud import QueryError, average_precision, iou, query_by_point
+from n3f_ros.core.cloud.geometry import analyse_geometry
 from n3f_ros.core.mapping import Mapper, MapperConfig
 from n3f_ros.core.raster import resize_nearest
-from n3f_ros.core.synth import make_sequence
-from n3f_ros.core.teacher import SyntheticTeacher
-
+from n3f_ros.core.synth import SCENE_SOURCES, make_sequence
 
 MODES = ('rgbd', 'rgb', 'rgb_colour')
+TEACHERS = ('dinov2', 'random', 'synthetic')
+#: the issue's rule for a curve that does not fall late in training
+MONOTONE_TOLERANCE = 0.03
+#: objects whose largest extent is below this are "small" (about one teacher patch at 0.7 m, 320 px)
+SMALL_EXTENT = 0.05
 
 
 @dataclass
 class QualitySettings:
     mode: str = 'rgbd'               # one of MODES: rgb = stereo keyframe depth, rgb_colour = colour alone
+    teacher: str = 'dinov2'          # one of TEACHERS
+    scene: str = 'pybullet'          # one of SCENE_SOURCES
     seed: int = 0
     frames: int = 48                 # total frames (even: training, odd: held out)
     width: int = 320                 # rendered frames (what the teacher sees)
@@ -50,7 +83,7 @@ class QualitySettings:
     eval_width: int = 80             # resolution of 2D retrieval
     gt_voxel: float = 0.01           # metres, ground-truth surface sampling
     map_out: str = ''                # save the trained map here (loadable by the node's ~/load)
-    views_png: str = ''              # picture: eval points coloured by teacher vs student feature PCA
+    views_png: str = ''              # picture: PCA of single-view teacher / fused teacher / student features
 
     @classmethod
     def quick(cls, **kw) -> 'QualitySettings':
@@ -62,19 +95,42 @@ class QualityResult:
     settings: dict
     teacher_miou: float
     teacher_map: float
+    fused_teacher_miou: float = 0.0
+    fused_teacher_map: float = 0.0
+    teacher_geo_miou: float = 0.0
+    fused_teacher_geo_miou: float = 0.0
     student_miou: float = 0.0
     student_map: float = 0.0
+    student_geo_miou: float = 0.0
+    answer_miou: float = 0.0
+    answer_small_miou: float | None = None          # None: the scene has no small object
+    answer_table_iou: float = 0.0
+    answer_source: str = ''
     train_seconds: float = 0.0
-    curve: list = field(default_factory=list)       # [{steps, train_seconds, student_miou, student_map}]
-    per_object: dict = field(default_factory=dict)
+    curve: list = field(default_factory=list)       # one dict per evaluation (see the module docstring)
+    per_object: dict = field(default_factory=dict)  # method -> {instance id: IoU}
+    objects: dict = field(default_factory=dict)     # instance id -> {name, extent, small}
+    monotone: dict = field(default_factory=dict)    # curve key -> {best, final, ok}
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
 # ---------------------------------------------------------------------------------------------
-# features of the two methods
+# the teacher and the baselines (the benchmark's own code, independent of the product's fusion)
 # ---------------------------------------------------------------------------------------------
+
+def make_bench_teacher(name: str, seed: int, input_width: int):
+    """The benchmark's teacher by name (see the module docstring)."""
+    from n3f_ros.core.teacher import SyntheticTeacher, make_teacher
+    if name == 'synthetic':
+        return SyntheticTeacher(seed=seed)
+    if name == 'dinov2':
+        return make_teacher('vit_small_patch14_dinov2', input_width=input_width)
+    if name == 'random':
+        return make_teacher('vit_small_patch16_224', random_init=True, input_width=input_width)
+    raise ValueError(f'teacher must be one of {TEACHERS}, got {name!r}')
+
 
 def _sample_grid(feat_map: torch.Tensor, uv: np.ndarray, size) -> np.ndarray:
     """Bilinear teacher features (N, C) at pixel coords uv (N, 2) of an image of ``size`` (W, H)."""
@@ -85,27 +141,63 @@ def _sample_grid(feat_map: torch.Tensor, uv: np.ndarray, size) -> np.ndarray:
     return F.normalize(out[0, :, 0].T, dim=-1).numpy()
 
 
-def teacher_point_features(points, frames, teacher_maps, tol=0.01):
-    """Back-projected teacher features: per point, the first frame that sees it (depth test).
+def _visible(points, fr, tol):
+    """Indices of ``points`` (N, 3) the frame sees (in the image, depth within ``tol`` of its true
+    depth) and their pixel coordinates (M, 2)."""
+    uv, z = project_points(points, fr.camera, fr.T_world_cam)
+    W, H = fr.size
+    ok = np.flatnonzero((z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H))
+    vis = np.abs(fr.depth[uv[ok, 1].astype(int), uv[ok, 0].astype(int)] - z[ok]) < tol
+    return ok[vis], uv[ok[vis]]
 
-    Returns features (N, C) and a visibility mask (N,).
-    """
-    n = len(points)
-    feats = np.zeros((n, teacher_maps[0].shape[-1]), np.float32)
-    seen = np.zeros(n, bool)
+
+def teacher_point_features(points, frames, teacher_maps, tol=0.01):
+    """Single-view baseline: per point, the teacher features of the first frame that sees it.
+    Returns features (N, C) and a visibility mask (N,)."""
+    feats = np.zeros((len(points), teacher_maps[0].shape[-1]), np.float32)
+    seen = np.zeros(len(points), bool)
     for fr, fm in zip(frames, teacher_maps):
-        todo = np.flatnonzero(~seen)
-        if len(todo) == 0:
-            break
-        uv, z = project_points(points[todo], fr.camera, fr.T_world_cam)
-        W, H = fr.size
-        ok = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
-        ui, vi = uv[ok, 0].astype(int), uv[ok, 1].astype(int)
-        vis = np.abs(fr.depth[vi, ui] - z[ok]) < tol
-        idx = todo[ok][vis]
-        feats[idx] = _sample_grid(fm, uv[ok][vis], fr.size)
+        idx, uv = _visible(points, fr, tol)
+        new = ~seen[idx]
+        feats[idx[new]] = _sample_grid(fm, uv[new], fr.size)
         seen[idx] = True
     return feats, seen
+
+
+def fused_point_features(points, frames, teacher_maps, tol=0.01):
+    """Fused baseline: per point, the normalised mean of the teacher features of every frame that
+    sees it (depth-tested). Returns features (N, C), views per point (N,)."""
+    acc = np.zeros((len(points), teacher_maps[0].shape[-1]), np.float64)
+    count = np.zeros(len(points), np.int64)
+    for fr, fm in zip(frames, teacher_maps):
+        idx, uv = _visible(points, fr, tol)
+        acc[idx] += _sample_grid(fm, uv, fr.size)
+        count[idx] += 1
+    norm = np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-12)
+    return (acc / norm).astype(np.float32), count
+
+
+def view_directions(points, frames, tol=0.01) -> np.ndarray:
+    """Unit mean direction (N, 3) from each point towards the training cameras that see it."""
+    acc = np.zeros((len(points), 3))
+    for fr in frames:
+        idx, _ = _visible(points, fr, tol)
+        v = fr.T_world_cam[:3, 3] - points[idx]
+        acc[idx] += v / np.linalg.norm(v, axis=1, keepdims=True)
+    return acc / np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-12)
+
+
+def fused_view_features(frame, cam, points, fused, max_dist) -> np.ndarray:
+    """Fused-teacher features seen by a held-out ``frame`` at camera ``cam`` (its eval size): each
+    pixel's true-depth surface point takes the feature of the nearest fused point within
+    ``max_dist`` metres (zero elsewhere). Returns (h, w, C)."""
+    depth = resize_nearest(frame.depth, cam.width, cam.height)
+    pts, idx = backproject_depth(depth, cam, frame.T_world_cam)
+    out = np.zeros((cam.height * cam.width, fused.shape[1]), np.float32)
+    d, j = cKDTree(points).query(pts, distance_upper_bound=max_dist)
+    ok = np.isfinite(d)
+    out[idx[ok]] = fused[j[ok]]
+    return out.reshape(cam.height, cam.width, -1)
 
 
 def _object_seed_points(points, labels, object_ids):
@@ -120,14 +212,28 @@ def _object_seed_points(points, labels, object_ids):
     return seeds
 
 
-def segmentation_miou(points, feats, labels, seeds, radius: float) -> tuple[float, dict]:
-    """Query-based 3D segmentation: mean IoU over objects (see module doc)."""
+def table_seed_point(points, labels, clearance: float = 0.1):
+    """A table point (label 1) at least ``clearance`` metres from every object point, nearest the
+    table centre; None when there is none. (Taken from the product's own cloud, so it is a place
+    the map has seen: RGB-only maps have holes on the table.)"""
+    table, objs = points[labels == 1], points[labels >= 2]
+    if len(table) == 0:
+        return None
+    if len(objs):
+        d, _ = cKDTree(objs).query(table)
+        table = table[d >= clearance]
+    if len(table) == 0:
+        return None
+    return table[np.argmin(np.linalg.norm(table[:, :2], axis=1))]
+
+
+def segmentation_miou(points, feats, labels, seeds, radius: float, geometry=None) -> tuple[float, dict]:
+    """Query-based 3D segmentation: mean IoU over objects (see the module docstring)."""
     ious = {}
     for k, p in seeds.items():
         try:
-            r = query_by_point(points, feats, p, radius=radius)
-            pred = np.zeros(len(points), bool)
-            pred[r.indices] = True
+            r = query_by_point(points, feats, p, radius=radius, geometry=geometry, max_share=None, min_spread=None)
+            pred = r.mask(len(points))
         except QueryError:
             pred = np.zeros(len(points), bool)
         ious[int(k)] = float(iou(pred, labels == k))
@@ -155,94 +261,188 @@ def retrieval_map(feature_images, instance_images, object_ids) -> float:
     return float(np.mean(aps)) if aps else 0.0
 
 
+def product_answers(mapper: Mapper, gt_xyz, gt_labels, seeds, voxel: float) -> dict:
+    """The Mapper's own answers at every object seed (and a table point of its cloud, see
+    ``table_seed_point``) on its own cloud, IoU against the cloud points' true labels (see the
+    module docstring)."""
+    cloud = mapper.cloud(force=True)
+    out = {'ious': {int(k): 0.0 for k in seeds}, 'table': 0.0, 'source': '', 'confidence': [], 'refused': {},
+           'points': 0}
+    if cloud is None or len(cloud) == 0:
+        return out
+    d, j = cKDTree(gt_xyz).query(cloud.xyz)
+    lab = np.where(d <= 1.5 * voxel, gt_labels[j], 0)
+    out['source'], out['points'] = cloud.feature_source, len(cloud)
+    table_seed = table_seed_point(cloud.xyz, lab)
+    for k, p in list(seeds.items()) + ([('table', table_seed)] if table_seed is not None else []):
+        try:
+            r = mapper.query_point(p)
+        except QueryError as e:
+            out['refused'][e.reason] = out['refused'].get(e.reason, 0) + 1
+            continue
+        gt = lab == (1 if k == 'table' else k)
+        v = float(iou(r.mask(len(cloud)), gt))
+        if k == 'table':
+            out['table'] = v
+        else:
+            out['ious'][int(k)] = v
+            out['confidence'].append(r.confidence)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # the benchmark
 # ---------------------------------------------------------------------------------------------
 
+def _mean(d: dict, keys=None) -> float | None:
+    """Mean of the values (of ``keys``); None when there are none (e.g. a scene without small objects)."""
+    vals = [v for k, v in d.items() if keys is None or k in keys]
+    return float(np.mean(vals)) if vals else None
+
+
 def run_quality(s: QualitySettings, log=print) -> QualityResult:
     if s.mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {s.mode!r}')
+    if s.scene not in SCENE_SOURCES:
+        raise ValueError(f'scene must be one of {SCENE_SOURCES}, got {s.scene!r}')
     t_start = time.perf_counter()
-    seq = make_sequence(s.seed, s.frames, s.width, s.height)
+    teacher = make_bench_teacher(s.teacher, s.seed, s.width)
+    seq = make_sequence(s.seed, s.frames, s.width, s.height, scene=s.scene)
     frames = [seq[i] for i in range(len(seq))]
     train, held = frames[0::2], frames[1::2]
-    teacher = SyntheticTeacher(seed=s.seed)
-    log(f'scene seed {s.seed}: {len(seq.scene.objects)} objects, {len(train)} training / {len(held)} held-out '
-        f'views at {s.width}x{s.height}, mode {s.mode}')
+    log(f'{s.scene} scene seed {s.seed}: {len(seq.scene.objects)} objects, {len(train)} training / {len(held)} '
+        f'held-out views at {s.width}x{s.height}, mode {s.mode}, teacher {s.teacher}')
 
     gt = seq.gt_points(voxel=s.gt_voxel, frame_step=2)                   # seen by training views
     object_ids = [o.instance_id for o in seq.scene.objects]
-    teacher_train = [teacher(f) for f in train]
-    t_feats, seen = teacher_point_features(gt.xyz.astype(np.float64), train, teacher_train)
+    objects = {int(o.instance_id): {'name': o.name, 'extent': [float(v) for v in o.extent],
+                                    'small': bool(max(o.extent) < SMALL_EXTENT)} for o in seq.scene.objects}
+    small = {k for k, o in objects.items() if o['small']}
+    teacher_train = [teacher(f).float().cpu() for f in train]
+    xyz64 = gt.xyz.astype(np.float64)
+    t_feats, seen = teacher_point_features(xyz64, train, teacher_train)
+    f_feats, _ = fused_point_features(xyz64, train, teacher_train)
     points, labels = gt.xyz[seen], gt.labels[seen]
-    t_feats = t_feats[seen]
+    t_feats, f_feats = t_feats[seen], f_feats[seen]
+    radius = 2.5 * s.gt_voxel
+    geometry = analyse_geometry(points, 2.0 * s.gt_voxel, view_directions(points.astype(np.float64), train),
+                                seed=s.seed)
     seeds = _object_seed_points(points, labels, object_ids)
-    teacher_miou, teacher_ious = segmentation_miou(points, t_feats, labels, seeds, 2.5 * s.gt_voxel)
+    res = QualityResult(asdict(s), 0.0, 0.0, objects=objects)
+    res.teacher_miou, po_t = segmentation_miou(points, t_feats, labels, seeds, radius)
+    res.fused_teacher_miou, po_f = segmentation_miou(points, f_feats, labels, seeds, radius)
+    res.teacher_geo_miou, po_tg = segmentation_miou(points, t_feats, labels, seeds, radius, geometry)
+    res.fused_teacher_geo_miou, po_fg = segmentation_miou(points, f_feats, labels, seeds, radius, geometry)
+    res.per_object.update(teacher=po_t, fused_teacher=po_f, teacher_geo=po_tg, fused_teacher_geo=po_fg)
 
     ew, eh = s.eval_width, int(round(s.height * s.eval_width / s.width))
     held_inst = [resize_nearest(f.instance, ew, eh) for f in held]
-    held_teacher = []
-    for f in held:
-        uv = np.stack(np.meshgrid((np.arange(ew) + 0.5) * s.width / ew, (np.arange(eh) + 0.5) * s.height / eh),
-                      -1).reshape(-1, 2)
-        held_teacher.append(_sample_grid(teacher(f), uv, f.size).reshape(eh, ew, -1))
-    teacher_map = retrieval_map(held_teacher, held_inst, object_ids)
-    log(f'teacher: 3D mIoU {teacher_miou:.3f}  2D mAP {teacher_map:.3f}  ({len(points)} eval points)')
+    uv = np.stack(np.meshgrid((np.arange(ew) + 0.5) * s.width / ew, (np.arange(eh) + 0.5) * s.height / eh),
+                  -1).reshape(-1, 2)
+    held_teacher = [_sample_grid(teacher(f).float().cpu(), uv, f.size).reshape(eh, ew, -1) for f in held]
+    res.teacher_map = retrieval_map(held_teacher, held_inst, object_ids)
+    held_fused = [fused_view_features(f, f.camera.scaled(ew, eh), points, f_feats, 1.5 * s.gt_voxel) for f in held]
+    res.fused_teacher_map = retrieval_map(held_fused, held_inst, object_ids)
+    del held_teacher, held_fused
+    log(f'single-view teacher: mIoU {res.teacher_miou:.3f} (with geometry {res.teacher_geo_miou:.3f})  '
+        f'mAP {res.teacher_map:.3f}')
+    log(f'fused teacher:       mIoU {res.fused_teacher_miou:.3f} (with geometry {res.fused_teacher_geo_miou:.3f})  '
+        f'mAP {res.fused_teacher_map:.3f}   ({len(points)} eval points)')
 
-    cfg = MapperConfig(teacher_model='synthetic', use_depth=(s.mode == 'rgbd'), stereo_depth=(s.mode == 'rgb'),
-                       keyframe_translation=0.0,
-                       keyframe_rotation=0.0, max_keyframes=len(train), keyframe_width=s.keyframe_width,
-                       rays_per_step=s.rays_per_step, seed=s.seed, bounds_keyframes=len(train))
+    cfg = MapperConfig(teacher_model=teacher.name, use_depth=(s.mode == 'rgbd'), stereo_depth=(s.mode == 'rgb'),
+                       keyframe_translation=0.0, keyframe_rotation=0.0, max_keyframes=len(train),
+                       keyframe_width=s.keyframe_width, rays_per_step=s.rays_per_step, seed=s.seed,
+                       bounds_keyframes=len(train), voxel_size=s.gt_voxel,
+                       holdout_eval_steps=min(MapperConfig.holdout_eval_steps, s.eval_every))
     if s.mode != 'rgbd':   # no depth: bounds from the ground-truth scene box, as a user would set them
         lo, hi = seq.scene.bounds
         cfg.scene_bounds = tuple(np.concatenate([lo - 0.05, hi + 0.05]).tolist())
     mapper = Mapper(cfg, teacher=teacher)
     for f in train:
         mapper.integrate(f)
-    res = QualityResult(asdict(s), teacher_miou, teacher_map, per_object={'teacher': teacher_ious})
+    mapper.measure_sources()
 
-    def evaluate():
+    def evaluate(done: int) -> dict:
         feats = mapper.field.query_features(points)
-        miou, ious = segmentation_miou(points, feats, labels, seeds, 2.5 * s.gt_voxel)
-        imgs = []
-        for f in held:
-            fi = mapper.render_features(f.camera.scaled(ew, eh), f.T_world_cam).features
-            imgs.append(fi)
+        miou, ious = segmentation_miou(points, feats, labels, seeds, radius)
+        gmiou, gious = segmentation_miou(points, feats, labels, seeds, radius, geometry)
+        imgs = [mapper.render_features(f.camera.scaled(ew, eh), f.T_world_cam).features for f in held]
         mp = retrieval_map(imgs, held_inst, object_ids)
-        return miou, mp, ious
+        ans = product_answers(mapper, gt.xyz, gt.labels, seeds, s.gt_voxel)
+        st = mapper.stats()
+        c = {'steps': done, 'train_seconds': mapper.trainer.seconds, 'student_miou': miou, 'student_geo_miou': gmiou,
+             'student_map': mp, 'answer_miou': _mean(ans['ious']) or 0.0,
+             'answer_small_miou': _mean(ans['ious'], small),
+             'answer_table_iou': ans['table'], 'answer_source': ans['source'],
+             'answer_confidence': float(np.mean(ans['confidence'])) if ans['confidence'] else 0.0,
+             'answer_refused': ans['refused'], 'cloud_points': ans['points'],
+             'heldout_error_fused': st.get('heldout_error_fused', float('nan')),
+             'heldout_error_student': st.get('heldout_error_student', float('nan')),
+             'heldout_error_combined': st.get('heldout_error_combined', float('nan'))}
+        return c, ious, gious, ans['ious']
 
     from tqdm import tqdm
     done = 0
+    c, ious, gious, aious = evaluate(0)
+    res.curve.append(c)
+    log(f'  step     0  answer mIoU {c["answer_miou"]:.3f} ({c["answer_source"]})')
     with tqdm(total=s.steps, desc=f'train ({s.mode})', unit='step', disable=None) as bar:
         while done < s.steps:
             n = min(s.eval_every, s.steps - done)
             mapper.train(n)
             done += n
             bar.update(n)
-            miou, mp, ious = evaluate()
-            res.curve.append({'steps': done, 'train_seconds': mapper.trainer.seconds,
-                              'student_miou': miou, 'student_map': mp})
-            bar.write(f'  step {done:5d}  train {mapper.trainer.seconds:6.1f} s  student mIoU {miou:.3f}  '
-                      f'mAP {mp:.3f}  (loss {mapper.trainer.last.get("loss", float("nan")):.4f})')
-    res.student_miou, res.student_map = res.curve[-1]['student_miou'], res.curve[-1]['student_map']
-    res.per_object['student'] = ious
+            c, ious, gious, aious = evaluate(done)
+            res.curve.append(c)
+            bar.write(f'  step {done:5d}  train {c["train_seconds"]:6.1f} s  student mIoU {c["student_miou"]:.3f} '
+                      f'(geometry {c["student_geo_miou"]:.3f})  mAP {c["student_map"]:.3f}  answer mIoU '
+                      f'{c["answer_miou"]:.3f} ({c["answer_source"]}; held-out 1-cos fused '
+                      f'{c["heldout_error_fused"]:.4f} student {c["heldout_error_student"]:.4f})')
+    last = res.curve[-1]
+    res.student_miou, res.student_map, res.student_geo_miou = last['student_miou'], last['student_map'], \
+        last['student_geo_miou']
+    res.answer_miou, res.answer_small_miou, res.answer_table_iou = last['answer_miou'], last['answer_small_miou'], \
+        last['answer_table_iou']
+    res.answer_source = last['answer_source']
+    res.per_object.update(student=ious, student_geo=gious, answer=aious)
     res.train_seconds = mapper.trainer.seconds
+    res.monotone = monotone_report(res.curve)
     if s.map_out:
         mapper.save(s.map_out)
     if s.views_png:
-        save_feature_views(s.views_png, points, t_feats, mapper.field.query_features(points))
+        save_feature_views(s.views_png, points, t_feats, f_feats, mapper.field.query_features(points))
     res.settings['total_seconds'] = time.perf_counter() - t_start
     res.settings['device'] = str(mapper.device)
     res.settings['torch_threads'] = torch.get_num_threads()
+    res.settings['teacher_provenance'] = dict(getattr(teacher, 'provenance', {}) or {'name': teacher.name})
     return res
 
 
+def monotone_report(curve: list, keys=('student_miou', 'student_geo_miou', 'answer_miou')) -> dict:
+    """Per key: best and final value over the curve's trained evaluations (steps > 0) and whether
+    final >= best - MONOTONE_TOLERANCE."""
+    out = {}
+    pts = [c for c in curve if c['steps'] > 0] or curve
+    for k in keys:
+        vals = [c[k] for c in pts if k in c]
+        if vals:
+            out[k] = {'best': max(vals), 'final': vals[-1], 'ok': bool(vals[-1] >= max(vals) - MONOTONE_TOLERANCE)}
+    return out
+
+
 def format_table(r: QualityResult) -> str:
-    rows = [('method', '3D seg mIoU', '2D retrieval mAP'),
-            ('teacher (2D, back-projected)', f'{r.teacher_miou:.3f}', f'{r.teacher_map:.3f}'),
-            (f'student (3D field, {r.train_seconds:.0f} s train)', f'{r.student_miou:.3f}', f'{r.student_map:.3f}'),
-            ('student - teacher', f'{r.student_miou - r.teacher_miou:+.3f}', f'{r.student_map - r.teacher_map:+.3f}')]
-    w = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows = [('method', '3D mIoU (features)', '3D mIoU (geometry)', '2D retrieval mAP'),
+            ('single-view teacher', f'{r.teacher_miou:.3f}', f'{r.teacher_geo_miou:.3f}', f'{r.teacher_map:.3f}'),
+            ('fused teacher', f'{r.fused_teacher_miou:.3f}', f'{r.fused_teacher_geo_miou:.3f}',
+             f'{r.fused_teacher_map:.3f}'),
+            (f'student ({r.train_seconds:.0f} s train)', f'{r.student_miou:.3f}', f'{r.student_geo_miou:.3f}',
+             f'{r.student_map:.3f}'),
+            ('student - fused teacher', f'{r.student_miou - r.fused_teacher_miou:+.3f}',
+             f'{r.student_geo_miou - r.fused_teacher_geo_miou:+.3f}', f'{r.student_map - r.fused_teacher_map:+.3f}'),
+            (f'product answers ({r.answer_source})', f'{r.answer_miou:.3f}',
+             'small ' + ('-' if r.answer_small_miou is None else f'{r.answer_small_miou:.3f}'),
+             f'table {r.answer_table_iou:.3f}')]
+    w = [max(len(row[i]) for row in rows) for i in range(4)]
     return '\n'.join('  '.join(c.ljust(w[i]) for i, c in enumerate(row)) for row in rows)
 
 
@@ -251,38 +451,52 @@ def save_plot(r: QualityResult, path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     t = [c['train_seconds'] for c in r.curve]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for a, key, tk, title in ((ax[0], 'student_miou', r.teacher_miou, '3D segmentation mIoU'),
-                              (ax[1], 'student_map', r.teacher_map, '2D retrieval mAP')):
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+    panels = ((ax[0], 'student_miou', r.teacher_miou, r.fused_teacher_miou, '3D mIoU, features only'),
+              (ax[1], 'student_geo_miou', r.teacher_geo_miou, r.fused_teacher_geo_miou, '3D mIoU, with geometry'),
+              (ax[2], 'student_map', r.teacher_map, r.fused_teacher_map, '2D retrieval mAP'))
+    for a, key, tk, fk, title in panels:
         a.plot(t, [c[key] for c in r.curve], 'o-', label='student (3D field)')
-        a.axhline(tk, color='r', ls='--', label='teacher (2D)')
+        a.axhline(tk, color='r', ls='--', label='single-view teacher')
+        a.axhline(fk, color='g', ls='--', label='fused teacher')
+        if key == 'student_geo_miou':
+            a.plot(t, [c['answer_miou'] for c in r.curve], 's-', color='k', label='product answers (own cloud)')
         a.set_xlabel(f'training time [s] ({r.settings.get("device", "cpu")})')
         a.set_title(title)
         a.set_ylim(0, 1)
-        a.legend()
-    fig.suptitle(f'N3F quality, mode {r.settings["mode"]}, seed {r.settings["seed"]}')
+        a.legend(fontsize=8)
+    st = r.settings
+    fig.suptitle(f'N3F quality: {st["teacher"]} teacher, {st["scene"]} scene, mode {st["mode"]}, seed {st["seed"]}')
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-def save_feature_views(path, points, teacher_feats, student_feats) -> None:
-    """Top views of the evaluation points coloured by a shared PCA of teacher / student features."""
+def save_feature_views(path, points, teacher_feats, fused_feats, student_feats, max_points: int = 15000) -> None:
+    """Top views of the evaluation points coloured by a PCA of each method's features (fitted per
+    method: the teachers' raw features and the student's live in different spaces); at most
+    ``max_points`` points (seeded), small enough to commit."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     from n3f_ros.core.cloud import FeaturePCA
-    fig, ax = plt.subplots(1, 2, figsize=(10, 5))
-    for a, f, title in ((ax[0], teacher_feats, 'teacher (2D, back-projected)'), (ax[1], student_feats, 'student (3D)')):
+    fig, ax = plt.subplots(1, 3, figsize=(12, 4.2))
+    sel = np.arange(len(points))
+    if len(points) > max_points:
+        sel = np.sort(np.random.default_rng(0).choice(len(points), max_points, replace=False))
+    points, teacher_feats, fused_feats, student_feats = (a[sel] for a in (points, teacher_feats, fused_feats,
+                                                                          student_feats))
+    order = np.argsort(points[:, 2])
+    for a, f, title in ((ax[0], teacher_feats, 'single-view teacher (back-projected)'),
+                        (ax[1], fused_feats, 'fused teacher (all training views)'), (ax[2], student_feats, 'student')):
         col = FeaturePCA().fit(f).colors(f)
-        order = np.argsort(points[:, 2])
-        a.scatter(points[order, 0], points[order, 1], c=col[order] / 255.0, s=2)
+        a.scatter(points[order, 0], points[order, 1], c=col[order] / 255.0, s=2, linewidths=0)
         a.set_title(title)
         a.set_aspect('equal')
         a.axis('off')
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=60)
     plt.close(fig)
 
 

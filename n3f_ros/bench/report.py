@@ -11,25 +11,60 @@ import os
 from n3f_ros.bench.speed import STAGES
 
 
+def _f(v) -> str:
+    return f'{v:.3f}' if isinstance(v, (int, float)) and v == v else '-'
+
+
 def _quality_section(runs: list[dict]) -> list[str]:
-    out = ['## Quality: 3D student vs 2D teacher', '',
-           '| mode | seed | frames | steps x rays | teacher mIoU | student mIoU | Δ mIoU | teacher mAP | student mAP '
-           '| train [s] |',
-           '|---|---|---|---|---|---|---|---|---|---|']
+    out = ['## Quality: student vs single-view teacher vs fused teacher, and the product\'s answers', '',
+           '3D mIoU with features only (`feat`) and with the product\'s geometry-aware query (`geo`); answers = '
+           'the Mapper\'s own queries on its own cloud (see `n3f_ros/bench/quality.py`).', '',
+           '| teacher | scene | mode | steps | single-view mIoU feat / geo | fused mIoU feat / geo '
+           '| student mIoU feat / geo | student - fused (feat) | mAP single / fused / student '
+           '| answers mIoU / small / table | source | train [s] |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in runs:
         s = r['settings']
-        out.append(f"| {s['mode']} | {s['seed']} | {s['frames']} | {s['steps']} x {s['rays_per_step']} "
-                   f"| {r['teacher_miou']:.3f} | {r['student_miou']:.3f} "
-                   f"| {100 * (r['student_miou'] - r['teacher_miou']):+.1f} pts | {r['teacher_map']:.3f} "
-                   f"| {r['student_map']:.3f} | {r['train_seconds']:.1f} |")
+        out.append(f"| {s.get('teacher', 'synthetic')} | {s.get('scene', 'synth')} | {s['mode']} | {s['steps']} "
+                   f"| {_f(r['teacher_miou'])} / {_f(r.get('teacher_geo_miou'))} "
+                   f"| {_f(r.get('fused_teacher_miou'))} / {_f(r.get('fused_teacher_geo_miou'))} "
+                   f"| {_f(r['student_miou'])} / {_f(r.get('student_geo_miou'))} "
+                   f"| {r['student_miou'] - r.get('fused_teacher_miou', 0.0):+.3f} "
+                   f"| {_f(r['teacher_map'])} / {_f(r.get('fused_teacher_map'))} / {_f(r['student_map'])} "
+                   f"| {_f(r.get('answer_miou'))} / {_f(r.get('answer_small_miou'))} / {_f(r.get('answer_table_iou'))} "
+                   f"| {r.get('answer_source', '')} | {r['train_seconds']:.1f} |")
     for r in runs:
         s = r['settings']
-        out += ['', f"Quality vs training time, {s['mode']} (seed {s['seed']}):", '',
-                '| steps | train [s] | student mIoU | student mAP |', '|---|---|---|---|']
-        out += [f"| {c['steps']} | {c['train_seconds']:.1f} | {c['student_miou']:.3f} | {c['student_map']:.3f} |"
-                for c in r['curve']]
+        title = (f"{s.get('teacher', 'synthetic')} teacher, {s.get('scene', 'synth')} scene, {s['mode']} "
+                 f"(seed {s['seed']})")
+        out += ['', f'### {title}', '', '| steps | train [s] | student mIoU feat | geo | mAP | answers mIoU | small '
+                '| table | source | held-out 1-cos fused / student / combined |',
+                '|---|---|---|---|---|---|---|---|---|---|']
+        for c in r['curve']:
+            out.append(f"| {c['steps']} | {c['train_seconds']:.1f} | {_f(c['student_miou'])} "
+                       f"| {_f(c.get('student_geo_miou'))} | {_f(c['student_map'])} | {_f(c.get('answer_miou'))} "
+                       f"| {_f(c.get('answer_small_miou'))} | {_f(c.get('answer_table_iou'))} "
+                       f"| {c.get('answer_source', '')} | {_f(c.get('heldout_error_fused'))} / "
+                       f"{_f(c.get('heldout_error_student'))} / {_f(c.get('heldout_error_combined'))} |")
+        po, objs = r.get('per_object', {}), r.get('objects', {})
+        if objs:
+            cols = [k for k in ('teacher', 'fused_teacher', 'student', 'teacher_geo', 'fused_teacher_geo',
+                                'student_geo', 'answer') if k in po]
+            out += ['', 'Per object (IoU at the end):', '', '| object | size [cm] | ' + ' | '.join(cols) + ' |',
+                    '|---|---|' + '---|' * len(cols)]
+            for k, o in sorted(objs.items(), key=lambda kv: int(kv[0])):
+                size = f"{100 * max(o['extent']):.1f}{' (small)' if o['small'] else ''}"
+                vals = [_f(po[c].get(str(k), po[c].get(int(k)) if isinstance(po[c], dict) else None)) for c in cols]
+                out.append(f"| {o['name']} | {size} | " + ' | '.join(vals) + ' |')
+        mono = r.get('monotone') or {}
+        if mono:
+            out += ['', 'Curve rule final >= best - 0.03: ' + ', '.join(
+                f"{k} {'ok' if v['ok'] else 'FALLS'} (best {v['best']:.3f}, final {v['final']:.3f})"
+                for k, v in mono.items()) + '.']
         if r.get('plot'):
-            out += ['', f"![quality {s['mode']}]({r['plot']})"]
+            out += ['', f"![quality {title}]({r['plot']})"]
+        if r.get('features'):
+            out += ['', f"![features {title}]({r['features']})"]
     return out
 
 

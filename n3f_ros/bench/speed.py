@@ -5,7 +5,11 @@ Stages, per image size and device:
 * ``teacher``     — forward of the default teacher's architecture (``DinoTeacher`` 'auto' with
                     random weights: DINOv2 ViT-S/14, timm) at the image's full width;
 * ``integrate``   — ``Mapper.integrate`` of a new keyframe: teacher + PCA projection + keyframe
-                    insertion (what the node's worker does per frame);
+                    insertion + fusion into the fused-teacher layer (what the node's worker does per frame);
+* ``fuse``        — the fusion of one keyframe (160 px, with depth) into the fused-teacher layer alone
+                    (issue 9: at most the teacher's own forward);
+* ``measure``     — one held-out measurement of fused vs student vs combined features
+                    (``Mapper.measure_sources``, every ``holdout_eval_steps`` training steps);
 * ``overhead``    — integrate minus teacher: the cost the engine adds to a bare teacher forward;
 * ``glue``        — the node's input path for one frame without DDS: decode Image (rgb8), depth
                     (16UC1) and PoseStamped, pair them (``io.frame_assembler.FrameAssembler``) into a Frame;
@@ -17,8 +21,10 @@ Stages, per image size and device:
                     triangulated) at the keyframe width (160 px: the same at both image sizes);
 * ``train_step``  — one optimisation step (``rays_per_step`` rays);
 * ``cloud``       — extraction of the feature cloud (surface points, field features, PCA, segments);
-* ``query_200k``  — ``query_by_point`` (the node's radius) on a 200k-point cloud: copies of the
-                    extracted cloud side by side, i.e. a larger scene at the same density.
+* ``geometry_200k`` — the geometry queries respect (support plane, normals, pieces;
+                    ``core.cloud.geometry.analyse_geometry``), computed once per cloud, for 200k points;
+* ``query_200k``  — ``query_by_point`` with that geometry (the node's radius) on a 200k-point cloud:
+                    copies of the extracted cloud side by side, i.e. a larger scene at the same density.
 
 Memory: RSS (and CUDA memory) while streaming many frames through a bounded keyframe buffer.
 """
@@ -33,6 +39,7 @@ import torch
 
 from n3f_ros.bench.stereo import add_without_depth, triangulate
 from n3f_ros.core.cloud import query_by_point
+from n3f_ros.core.cloud.geometry import analyse_geometry
 from n3f_ros.core.keyframe_depth import KeyframeStereo
 from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
 from n3f_ros.core.mapping import Mapper, MapperConfig
@@ -120,7 +127,15 @@ def bench_size(device: torch.device, width: int, height: int, reps: int, log=pri
     out['overhead'] = max(out['integrate'] - out['teacher'], 0.0)
     out['glue'] = bench_glue(frames[0], reps)
     out['stereo'] = bench_stereo(device, width, height, reps, cfg)
+    state = mapper.map
+
+    def refuse():                        # fuse the newest keyframe again (a fresh keyframe's cost)
+        slot = int(np.argmax(state.keyframes.order))
+        state.fused_orders.discard(state.keyframes.order[slot])
+        state.fuse(slot)
+    out['fuse'] = _timed(refuse, device, reps)
     out['train_step'] = _timed(lambda: mapper.train(1), device, reps)
+    out['measure'] = _timed(mapper.measure_sources, device, max(1, reps // 2))
     out['rays_per_step'] = cfg.rays_per_step
     out['cloud'] = _timed(lambda: mapper.cloud(force=True), device, max(1, reps // 2))
     cloud = mapper.cloud()
@@ -136,14 +151,22 @@ def bench_size(device: torch.device, width: int, height: int, reps: int, log=pri
     feats = np.tile(cloud.features, (rep, 1))[:200_000]
     p = cloud.xyz[np.argmax(cloud.xyz[:, 2])]
     out['query_points'] = len(xyz)
+    geo = {}
+
+    def geometry():
+        geo['g'] = analyse_geometry(xyz, mapper.query_radius, seed=cfg.seed)
+    out['geometry_200k'] = _timed(geometry, torch.device('cpu'), max(1, reps // 3))
     out['query_200k'] = _timed(lambda: query_by_point(xyz, feats, p, radius=mapper.query_radius,
-                                                      seed_radius=0.75 * mapper.query_radius),
+                                                      seed_radius=0.75 * mapper.query_radius, geometry=geo['g'],
+                                                      max_share=None),
                                torch.device('cpu'), reps)
     log(f"  {out['device']} {out['size']}: teacher {1e3 * out['teacher']:.0f} ms, integrate "
         f"{1e3 * out['integrate']:.0f} ms, node input glue {1e3 * out['glue']:.1f} ms, "
-        f"RGB-only stereo {1e3 * out['stereo']:.0f} ms, "
-        f"step {1e3 * out['train_step']:.0f} ms, cloud {1e3 * out['cloud']:.0f} ms "
-        f"({len(cloud)} pts), query 200k {1e3 * out['query_200k']:.0f} ms")
+        f"RGB-only stereo {1e3 * out['stereo']:.0f} ms, fuse {1e3 * out['fuse']:.1f} ms, "
+        f"step {1e3 * out['train_step']:.0f} ms, measure {1e3 * out['measure']:.0f} ms, "
+        f"cloud {1e3 * out['cloud']:.0f} ms "
+        f"({len(cloud)} pts), geometry 200k {1e3 * out['geometry_200k']:.0f} ms, query 200k "
+        f"{1e3 * out['query_200k']:.0f} ms")
     return out
 
 
@@ -179,7 +202,8 @@ def run_speed(devices=None, sizes=((320, 240), (640, 480)), quick: bool = False,
     return res
 
 
-STAGES = ('teacher', 'integrate', 'overhead', 'glue', 'stereo', 'train_step', 'cloud', 'query_200k')
+STAGES = ('teacher', 'integrate', 'overhead', 'glue', 'stereo', 'fuse', 'train_step', 'measure', 'cloud',
+          'geometry_200k', 'query_200k')
 
 
 def format_table(r: dict) -> str:

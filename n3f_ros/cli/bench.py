@@ -4,15 +4,23 @@ from __future__ import annotations
 import os
 
 MODES = ('rgbd', 'rgb', 'rgb_colour')     # n3f_ros.bench.quality.MODES (not imported: keeps --help fast)
+TEACHERS = ('dinov2', 'random', 'synthetic')   # n3f_ros.bench.quality.TEACHERS
+SCENES = ('synth', 'pybullet')                 # n3f_ros.core.synth.SCENE_SOURCES
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser('bench', help='quality and speed benchmarks (SPEC §5)')
     bsub = p.add_subparsers(dest='bench', required=True)
 
-    q = bsub.add_parser('quality', help='student field vs teacher: 3D segmentation mIoU, 2D retrieval mAP')
+    q = bsub.add_parser('quality', help='student field vs single-view and fused teacher, and the product\'s '
+                        'answers: 3D segmentation mIoU, 2D retrieval mAP, per object, over training time')
     q.add_argument('--mode', choices=MODES, default='rgbd',
                    help="rgbd; rgb: no depth, keyframe depth by stereo; rgb_colour: no depth, no stereo")
+    q.add_argument('--teacher', choices=TEACHERS, default='dinov2',
+                   help='dinov2: the installed DINOv2 ViT-S/14; random: random-init ViT-S/16; synthetic: the noisy '
+                   'instance oracle (default dinov2)')
+    q.add_argument('--scene', choices=SCENES, default='pybullet',
+                   help='synth: open3d shapes; pybullet: photo-textured pybullet models (default pybullet)')
     q.add_argument('--seed', type=int, default=0)
     q.add_argument('--quick', action='store_true', help='small run (under 3 minutes on 2 CPU cores)')
     q.add_argument('--steps', type=int, help='training steps (default 1500, quick 400)')
@@ -52,45 +60,53 @@ def add_parser(sub) -> None:
     lt.add_argument('--out', default='bench_results', help='folder for the plot and the session logs')
     lt.set_defaults(func=_latency)
 
-    a = bsub.add_parser('all', help='quality (RGB-D and RGB-only), stereo and speed: JSON, plots, report.md in --out')
+    a = bsub.add_parser('all', help='quality (both scene sources, RGB-D and RGB-only), stereo and speed: JSON, '
+                        'plots, report.md in --out')
     a.add_argument('--quick', action='store_true',
                    help='quick quality runs, fewer stereo frames and fewer speed repetitions')
     a.add_argument('--seed', type=int, default=0)
     a.add_argument('--steps', type=int, help='quality training steps (default 1500, quick 400)')
     a.add_argument('--frames', type=int, help='quality frames (half train, half held out) and stereo frames')
     a.add_argument('--sizes', default='320x240,640x480', help='speed benchmark image sizes')
+    a.add_argument('--teacher', choices=TEACHERS, default='dinov2', help='teacher of the quality runs')
+    a.add_argument('--scenes', default=','.join(SCENES), help='scene sources of the quality runs (comma separated)')
+    a.add_argument('--modes', default='rgbd,rgb', help='modes of the quality runs (comma separated)')
     a.add_argument('--out', default='bench_results', help='folder for JSON, plots and report.md')
     a.set_defaults(func=_all)
 
 
-def _quality_settings(mode: str, seed: int, quick: bool, out: str, steps=None, frames=None):
+def _run_name(teacher: str, scene: str, mode: str, seed: int) -> str:
+    """File stem of one quality run: ``quality_<teacher>_<scene>_<mode>_seed<N>``."""
+    return f'quality_{teacher}_{scene}_{mode}_seed{seed}'
+
+
+def _quality_settings(mode: str, teacher: str, scene: str, seed: int, quick: bool, out: str, steps=None,
+                      frames=None):
     from n3f_ros.bench.quality import QualitySettings
     kw = {k: v for k, v in (('steps', steps), ('frames', frames)) if v is not None}
-    s = (QualitySettings.quick if quick else QualitySettings)(mode=mode, seed=seed, **kw)
+    s = (QualitySettings.quick if quick else QualitySettings)(mode=mode, teacher=teacher, scene=scene, seed=seed,
+                                                              **kw)
     if s.steps < 1 or s.frames < 4:
         raise SystemExit('need --steps >= 1 and --frames >= 4')
     s.eval_every = min(s.eval_every, s.steps)
     os.makedirs(out, exist_ok=True)
-    s.views_png = os.path.join(out, f'features_{mode}_seed{seed}.png')
+    s.views_png = os.path.join(out, _run_name(teacher, scene, mode, seed).replace('quality_', 'features_') + '.png')
     return s
 
 
-def _run_quality(args, mode: str, json_path: str | None, map_out: str = ''):
-    """One quality run into ``args.out`` (plot ``quality_<mode>_seed<N>.png``); returns the result."""
+def _run_quality(args, mode: str, teacher: str, scene: str, json_path: str | None, map_out: str = ''):
+    """One quality run into ``args.out`` (plot ``<run name>.png``); returns the result."""
     from n3f_ros.bench.quality import format_table, run_quality, save_plot, write_json
-    s = _quality_settings(mode, args.seed, args.quick, args.out, args.steps, args.frames)
+    s = _quality_settings(mode, teacher, scene, args.seed, args.quick, args.out, args.steps, args.frames)
     s.map_out = map_out
     r = run_quality(s)
-    _report(r, format_table, save_plot, write_json, os.path.join(args.out, _quality_png(mode, args.seed)), json_path)
+    png = os.path.join(args.out, _run_name(teacher, scene, mode, args.seed) + '.png')
+    _report(r, format_table, save_plot, write_json, png, json_path)
     return r
 
 
-def _quality_png(mode: str, seed: int) -> str:
-    return f'quality_{mode}_seed{seed}.png'
-
-
 def _quality(args) -> int:
-    _run_quality(args, args.mode, args.json, args.save_map or '')
+    _run_quality(args, args.mode, args.teacher, args.scene, args.json, args.save_map or '')
     return 0
 
 
@@ -103,10 +119,17 @@ def _all(args) -> int:
     from n3f_ros.bench import speed
     from n3f_ros.bench.report import write_report
     quality_runs = []
-    for mode in ('rgbd', 'rgb'):
-        png = _quality_png(mode, args.seed)
-        r = _run_quality(args, mode, os.path.join(args.out, png.replace('.png', '.json')))
-        quality_runs.append(dict(r.to_json(), plot=png))
+    scenes = [x.strip() for x in args.scenes.split(',') if x.strip()]
+    modes = [x.strip() for x in args.modes.split(',') if x.strip()]
+    bad = [x for x in scenes if x not in SCENES] + [x for x in modes if x not in MODES]
+    if bad:
+        raise SystemExit(f'unknown scene source or mode: {bad}')
+    for scene in scenes:
+        for mode in modes:
+            name = _run_name(args.teacher, scene, mode, args.seed)
+            r = _run_quality(args, mode, args.teacher, scene, os.path.join(args.out, name + '.json'))
+            quality_runs.append(dict(r.to_json(), plot=name + '.png',
+                                     features=name.replace('quality_', 'features_') + '.png'))
     st = _run_stereo(args, os.path.join(args.out, 'stereo.json'))
     sp = speed.run_speed(sizes=_sizes(args.sizes), quick=args.quick)
     _report(sp, speed.format_table, speed.save_plot, speed.write_json, os.path.join(args.out, 'speed.png'),

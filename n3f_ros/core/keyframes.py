@@ -6,6 +6,10 @@ Keyframes are stored downsampled to ``width`` pixels (all the same size, camera 
 accordingly), with uint8 colour, float32 depth (0 = unknown) and float16 teacher features on a
 fixed patch grid. When full, the most redundant keyframe (closest pose to another one, never the
 newest) is replaced, so memory stays bounded over a long stream.
+
+With ``holdout_every = n >= 2`` every n-th keyframe (insertion counter ``c`` with ``c % n == n - 1``)
+is *held out* of feature learning: its rays carry ``feat_weight`` 0, so the student never fits its
+teacher features and the map can measure how well it predicts them (``mapping/sources.py``).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ class KeyframeConfig:
     min_rotation_deg: float = 5.0      # degrees
     width: int = 160                   # stored width in pixels (aspect of the first frame kept)
     newest_fraction: float = 0.25      # share of rays sampled from the newest keyframe
+    holdout_every: int = 0             # every n-th keyframe is held out of feature learning (0, 1 = none)
 
 
 @dataclass
@@ -36,6 +41,7 @@ class RayBatch:
     rgb: torch.Tensor        # (N, 3) float in [0, 1]
     depth: torch.Tensor      # (N,) z-depth metres, 0 = unknown
     feat: torch.Tensor       # (N, D) teacher features (bilinear on the patch grid)
+    feat_weight: torch.Tensor | None = None   # (N,) 0 for rays of held-out keyframes, else 1
 
 
 def pose_distance(T_a, T_b) -> tuple[float, float]:
@@ -67,6 +73,14 @@ class KeyframeBuffer:
     @property
     def has_depth(self) -> bool:
         return self.depth is not None and bool((self.depth[:len(self)] > 0).any())
+
+    def held_out(self, slot: int) -> bool:
+        """The keyframe in ``slot`` is kept out of feature learning (see the module docstring)."""
+        n = self.config.holdout_every
+        return n > 1 and self.order[slot] % n == n - 1
+
+    def held_out_slots(self) -> list[int]:
+        return [s for s in range(len(self)) if self.held_out(s)]
 
     def is_novel(self, T_world_cam) -> bool:
         cfg = self.config
@@ -155,10 +169,12 @@ class KeyframeBuffer:
         origins = T[:, :3, 3]
         rgb = self.rgb[slots, vi, ui].float() / 255.0
         depth = self.depth[slots, vi, ui]
-        feat = self._bilinear_feat(slots, u / w, v / h)
-        return RayBatch(origins, dirs, rgb, depth, feat)
+        feat = self.bilinear_feat(slots, u / w, v / h)
+        held = torch.tensor([self.held_out(s) for s in range(k)], dtype=torch.bool, device=dev)
+        feat_weight = (~held[slots]).float()
+        return RayBatch(origins, dirs, rgb, depth, feat, feat_weight)
 
-    def _bilinear_feat(self, slots, x, y) -> torch.Tensor:
+    def bilinear_feat(self, slots, x, y) -> torch.Tensor:
         """Teacher features at normalised image coords x, y in [0, 1) -> (N, D) float32."""
         fw, fh = self.feat_size
         gx = (x * fw - 0.5).clamp(0, fw - 1)

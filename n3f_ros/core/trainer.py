@@ -6,7 +6,8 @@ Loss per step over rays sampled from the keyframes:
 * depth (RGB-D mode): L1 between rendered and measured z-depth, plus an opacity term pulling
   rays with a measurement to full opacity; samples are depth-guided;
 * feature: squared distance between the rendered student feature (composited with detached
-  weights) and the teacher feature at that pixel, weighted by the detached opacity.
+  weights) and the teacher feature at that pixel, weighted by the detached opacity (and 0 on rays
+  of held-out keyframes, see ``keyframes.py``).
 
 RGB-only mode ignores stored depth: geometry comes from colour alone, with importance sampling.
 """
@@ -67,6 +68,8 @@ class Trainer:
                 loss = loss + cfg.w_depth * loss_depth + cfg.w_opacity * loss_opacity
                 terms['depth'] = loss_depth.item()
         wt = out.acc.detach().clamp(0, 1)
+        if batch.feat_weight is not None:          # held-out keyframes teach geometry, not features
+            wt = wt * batch.feat_weight
         loss_feat = (wt * ((out.feat - batch.feat) ** 2).sum(-1)).sum() / wt.sum().clamp(min=1e-6)
         loss = loss + cfg.w_feat * loss_feat
         terms['feat'] = loss_feat.item()

@@ -40,8 +40,9 @@ class QueryAnswer:
     box_size: tuple                # (3,) metres, full extents along the box axes (zeros when empty)
     reason: str                    # why it is empty ('' otherwise)
     threshold: float = 0.0         # similarity threshold the query used
-    confidence: float = 0.0        # 0..1, the result's (QueryResult.confidence) when it has one
-    feature_source: str = ''       # which features answered (QueryResult.feature_source)
+    confidence: float = 0.0        # in [0, 1], see core.cloud.QueryResult (0 when empty)
+    feature_source: str = ''       # 'fused' | 'student' | 'combined' ('' when empty)
+    kind: str = ''                 # 'object' | 'support' ('' when empty)
     name: str = ''                 # prototype name of a named query
 
     @property
@@ -89,8 +90,8 @@ def query_answer(result: QueryResult | None, header, edit_mode: str, reason: str
     obj = encode.pointcloud2_msg({'xyz': result.xyz, 'rgb': rgb, 'similarity': result.similarity}, header)
     return QueryAnswer(header, encode.pose_stamped_msg(T_obj, header), markers, obj, edit, len(result),
                        float(result.score), tuple(float(v) for v in box.extent), '',
-                       threshold=float(result.threshold), confidence=float(getattr(result, 'confidence', 0.0)),
-                       feature_source=str(getattr(result, 'feature_source', 'student')), name=result.name or '')
+                       threshold=float(result.threshold), confidence=float(result.confidence),
+                       feature_source=result.feature_source, kind=result.kind, name=result.name or '')
 
 
 def mask_message(mask: np.ndarray | None, camera, stamp, frame_id: str):

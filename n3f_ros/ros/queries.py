@@ -219,8 +219,8 @@ class QueryInterface:
             if not (0 <= req.u < cam.width and 0 <= req.v < cam.height):
                 raise MessageError('bad_pixel', f'pixel ({req.u}, {req.v}) is outside the latest image '
                                                 f'({cam.width}x{cam.height})')
-            u, v = req.u + 0.5, req.v + 0.5
-            return lambda: self.mapper.query_pixel(cam, T, u, v, depth, thr), f'pixel ({req.u}, {req.v})'
+            u, v = req.u, req.v
+            return lambda: self.mapper.query_pixel(cam, T, depth, u, v, thr), f'pixel ({u}, {v})'
         raise MessageError('bad_mode', f'mode {req.mode} is none of BY_POINT ({Q.BY_POINT}), BY_NAME '
                                        f'({Q.BY_NAME}), BY_PIXEL ({Q.BY_PIXEL})')
 

@@ -96,7 +96,7 @@ def test_queries_refuse_absurd_points_and_pixels(trained, value):
         m.query_point([value, 0.0, 0.0])
     f = seq[0]
     with pytest.raises(QueryError):
-        m.query_pixel(f.camera, f.T_world_cam, value, 10.0)
+        m.query_pixel(f.camera, f.T_world_cam, None, value, 10.0)
     cloud = m.cloud()
     with pytest.raises(CloudError):
         query_by_point(cloud.xyz, cloud.features, [0, 0, 0], radius=value if value > 0 else -1.0)

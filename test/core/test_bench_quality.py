@@ -14,38 +14,85 @@ pytestmark = pytest.mark.slow
 
 def _tiny(**kw):
     return QualitySettings(**{**dict(frames=8, width=96, height=72, keyframe_width=48, steps=20, eval_every=10,
-                                     rays_per_step=128, eval_width=32), **kw})
+                                     rays_per_step=128, eval_width=32, teacher='synthetic', scene='synth'), **kw})
 
 
-def test_quality_run_reports_both_methods_and_a_curve(tmp_path):
+KEYS = {'student_miou', 'teacher_miou', 'fused_teacher_miou', 'student_map', 'teacher_map', 'fused_teacher_map',
+        'train_seconds', 'curve', 'per_object'}
+
+
+def test_fused_baseline_is_the_mean_over_every_view_that_sees_a_point():
+    """Two views with constant teacher maps e0 and e1: a point both see gets normalize(e0 + e1), a
+    point only one sees (the other's depth is nearer: occluded) keeps that view's feature."""
+    import numpy as np
+    import torch
+
+    from n3f_ros.bench.quality import fused_point_features, teacher_point_features
+    from n3f_ros.core.camera import PinholeCamera, look_at
+    from n3f_ros.core.frame import Frame
+    cam = PinholeCamera(40.0, 40.0, 20.0, 15.0, 40, 30)
+    pts = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0]])
+    frames = []
+    for eye in ((0.0, -0.5, 0.5), (0.5, 0.0, 0.5)):
+        T = look_at(eye, (0.0, 0.0, 0.0))
+        from n3f_ros.core.camera import project_points
+        uv, z = project_points(pts, cam, T)
+        depth = np.zeros((30, 40), np.float32)
+        for (u, v), zz in zip(uv.astype(int), z):
+            depth[v, u] = zz
+        frames.append(Frame(np.zeros((30, 40, 3), np.uint8), cam, T, 0.0, depth))
+    uv, _ = project_points(pts[1:], cam, frames[1].T_world_cam)
+    frames[1].depth[int(uv[0, 1]), int(uv[0, 0])] *= 0.5                # point 1 is hidden in view 1
+    maps = [torch.zeros(3, 4, 2), torch.zeros(3, 4, 2)]
+    maps[0][..., 0] = 1.0
+    maps[1][..., 1] = 1.0
+    fused, count = fused_point_features(pts, frames, maps)
+    np.testing.assert_allclose(fused[0], [2 ** -0.5, 2 ** -0.5], atol=1e-6)
+    np.testing.assert_allclose(fused[1], [1.0, 0.0], atol=1e-6)
+    assert count.tolist() == [2, 1]
+    single, seen = teacher_point_features(pts, frames, maps)
+    assert seen.all() and np.allclose(single[:, 0], 1.0)                  # the first view that sees it
+
+
+def test_quality_run_reports_three_methods_the_answers_and_a_curve(tmp_path):
     r = run_quality(_tiny(mode='rgbd'), log=lambda *_: None)
-    for v in (r.teacher_miou, r.teacher_map, r.student_miou, r.student_map):
+    for v in (r.teacher_miou, r.teacher_map, r.fused_teacher_miou, r.fused_teacher_map, r.student_miou,
+              r.student_map, r.teacher_geo_miou, r.fused_teacher_geo_miou, r.student_geo_miou, r.answer_miou):
         assert math.isfinite(v) and 0.0 <= v <= 1.0
-    assert [c['steps'] for c in r.curve] == [10, 20] and r.train_seconds > 0
-    assert r.curve[0]['train_seconds'] < r.curve[1]['train_seconds'] == r.train_seconds
-    assert set(r.per_object['teacher']) == set(r.per_object['student']) and r.per_object['teacher']
-    assert 'student - teacher' in format_table(r)
+    # the fused baseline is computed, not copied: its per-object IoUs are its own
+    assert set(r.per_object['fused_teacher']) == set(r.per_object['teacher']) == set(r.per_object['student'])
+    assert r.per_object['fused_teacher'] != r.per_object['teacher'] or r.fused_teacher_map != r.teacher_map
+    assert [c['steps'] for c in r.curve] == [0, 10, 20] and r.train_seconds > 0
+    assert r.curve[1]['train_seconds'] < r.curve[2]['train_seconds'] == r.train_seconds
+    assert r.curve[0]['answer_source'] == 'fused'                        # answers before any training
+    assert set(r.monotone) == {'student_miou', 'student_geo_miou', 'answer_miou'}
+    assert all(v['ok'] == (v['final'] >= v['best'] - 0.03) for v in r.monotone.values())
+    assert 'student - fused teacher' in format_table(r)
     write_json(r, tmp_path / 'q.json')
     save_plot(r, tmp_path / 'q.png')
     d = json.loads((tmp_path / 'q.json').read_text())
-    assert {'student_miou', 'teacher_miou', 'student_map', 'teacher_map', 'train_seconds'} <= set(d)
+    assert KEYS <= set(d)
     assert (tmp_path / 'q.png').stat().st_size > 1000
     md = markdown_report([d], None)
-    assert f"{d['student_miou']:.3f}" in md and f"{d['teacher_map']:.3f}" in md and '| 20 |' in md
+    assert f"{d['student_miou']:.3f}" in md and f"{d['fused_teacher_map']:.3f}" in md and '| 20 |' in md
 
 
 def test_bench_all_writes_results_and_a_report(tmp_path):
     out = tmp_path / 'bench'
-    assert main(['bench', 'all', '--quick', '--steps', '4', '--frames', '6', '--sizes', '64x48',
-                 '--out', str(out)]) == 0
+    assert main(['bench', 'all', '--quick', '--steps', '4', '--frames', '6', '--sizes', '64x48', '--teacher',
+                 'synthetic', '--scenes', 'synth,pybullet', '--out', str(out)]) == 0
     files = {p.name for p in out.iterdir()}
-    assert {'quality_rgbd_seed0.json', 'quality_rgb_seed0.json', 'speed.json', 'speed.png', 'report.md',
-            'quality_rgbd_seed0.png', 'quality_rgb_seed0.png'} <= files, files
+    runs = [f'quality_synthetic_{scene}_{mode}_seed0' for scene in ('synth', 'pybullet') for mode in ('rgbd', 'rgb')]
+    assert {'speed.json', 'speed.png', 'report.md'} | {r + '.json' for r in runs} | {r + '.png' for r in runs} \
+        <= files, files
     report = (out / 'report.md').read_text()
-    for mode in ('rgbd', 'rgb'):
-        q = json.loads((out / f'quality_{mode}_seed0.json').read_text())
-        assert q['settings']['mode'] == mode and q['settings']['steps'] == 4
-        assert f"| {mode} | 0 | 6 | 4 x " in report and f'](quality_{mode}_seed0.png)' in report
+    for run in runs:
+        q = json.loads((out / f'{run}.json').read_text())
+        scene, mode = run.split('_')[2:4]
+        assert q['settings']['mode'] == mode and q['settings']['scene'] == scene and q['settings']['steps'] == 4
+        assert KEYS <= set(q)
+        assert f"| synthetic | {scene} | {mode} | 4 |" in report and f']({run}.png)' in report
+        assert f"]({run.replace('quality_', 'features_')}.png)" in report
     sp = json.loads((out / 'speed.json').read_text())
     assert [s['size'] for s in sp['stages']] == ['64x48']
     assert '| cpu | 64x48 |' in report and 'query_200k [ms]' in report and '--quick' in report
@@ -72,8 +119,21 @@ def test_stereo_benchmark_measures_raw_and_filtered_depth(tmp_path):
 def test_quality_modes_match_the_cli_and_reject_unknown_ones():
     import pytest
 
-    from n3f_ros.bench.quality import MODES
+    from n3f_ros.bench.quality import MODES, TEACHERS
     from n3f_ros.cli import bench
-    assert bench.MODES == MODES
+    from n3f_ros.core.synth import SCENE_SOURCES
+    assert bench.MODES == MODES and bench.TEACHERS == TEACHERS and bench.SCENES == SCENE_SOURCES
     with pytest.raises(ValueError, match='mode'):
         run_quality(_tiny(mode='stereo'), log=lambda *_: None)
+    with pytest.raises(ValueError, match='teacher'):
+        run_quality(_tiny(teacher='oracle'), log=lambda *_: None)
+
+
+def test_dinov2_toy_run_on_pybullet_rgb_only(tmp_path):
+    """The real path at toy size: the installed DINOv2 teacher, a pybullet scene, RGB-only (stereo)."""
+    r = run_quality(_tiny(teacher='dinov2', scene='pybullet', mode='rgb', steps=10, eval_every=10),
+                    log=lambda *_: None)
+    assert r.settings['teacher_provenance']['model'] == 'vit_small_patch14_dinov2'
+    assert 0.0 <= r.fused_teacher_miou <= 1.0 and 0.0 <= r.fused_teacher_map <= 1.0
+    assert r.objects and any(o['small'] for o in r.objects.values())
+    assert r.answer_small_miou is not None and 0.0 <= r.answer_small_miou <= 1.0

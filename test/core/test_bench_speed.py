@@ -15,7 +15,8 @@ def test_speed_benchmark_reports_every_stage(tmp_path):
     assert s['device'] == 'cpu' and s['size'] == '80x60'
     for k in STAGES:
         assert math.isfinite(s[k]) and s[k] >= 0.0, (k, s[k])
-    for k in ('teacher', 'integrate', 'glue', 'stereo', 'train_step', 'cloud', 'query_200k'):
+    for k in ('teacher', 'integrate', 'glue', 'stereo', 'fuse', 'train_step', 'measure', 'cloud', 'geometry_200k',
+              'query_200k'):
         assert s[k] > 0.0, k
     assert s['query_points'] == 200_000 and s['cloud_points'] > 0
     (m,) = r['memory']

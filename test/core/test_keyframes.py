@@ -225,7 +225,7 @@ def test_feature_at_patch_centre_is_the_stored_patch_feature():
     y = torch.tensor((ii.ravel() + 0.5) / FH, dtype=torch.float32)
     for s in range(len(buf)):
         slots = torch.full((len(x),), s)
-        got = buf._bilinear_feat(slots, x, y).reshape(FH, FW, D)
+        got = buf.bilinear_feat(slots, x, y).reshape(FH, FW, D)
         want = feats(s).to(torch.float16).float()
         torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
 

@@ -42,7 +42,8 @@ def _state_of(m: Mapper):
     """Everything a load could change, copied."""
     return {'field': {k: v.clone() for k, v in m.field.state_dict().items()},
             'keyframes': copy.deepcopy(m.keyframes.state_dict()), 'steps': m.train_steps,
-            'prototypes': m.prototypes.items(), 'pca': m.pca.state_dict()}
+            'prototypes': m.prototypes.items(), 'pca': m.pca.state_dict(),
+            'fused': copy.deepcopy(m.map.fused.state_dict()), 'sources': m.map.sources.state_dict()}
 
 
 def _same(a, b):
@@ -54,17 +55,26 @@ def _same(a, b):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a):
+        return bool(np.isnan(b))
     return a == b
 
 
 def test_round_trip_records_the_grid_and_restores_the_map(saved, tmp_path):
     path, raw = saved
-    assert raw['version'] == 2 and raw['grid_impl'] == 'torch'
+    assert raw['version'] == 3 and raw['grid_impl'] == 'torch'
     m = _mapper()
     m.load(str(path))
     assert m.train_steps == raw['train_steps'] and len(m.keyframes) == 4
     assert np.allclose(m.prototypes.get('cup'), raw['prototypes']['cup'].numpy())
     assert len(m.cloud()) > 0
+    # the fused-teacher layer comes back exactly, with the keyframes it holds and the feature choice
+    fused = m.map.fused
+    assert len(fused) == len(raw['fused']['keys']) > 0 and fused.fused_keyframes == 4
+    assert np.array_equal(fused.keys, raw['fused']['keys'].numpy())
+    assert np.array_equal(fused.feat_sum, raw['fused']['feat_sum'].numpy())
+    assert m.map.fused_orders == set(raw['fused_orders'].tolist()) == {0, 1, 2, 3}
+    assert m.map.sources.source == raw['sources']['source']
 
 
 def _corrupt(raw, what):
@@ -106,13 +116,26 @@ def _corrupt(raw, what):
         kf['depth'][0, 0, 0] = -5.0
     elif what == 'field_config':
         r['field_config'] = dict(r['field_config'], geo_levels='many')
+    elif what == 'fused_nan':
+        r['fused']['feat_sum'] = r['fused']['feat_sum'].clone()
+        r['fused']['feat_sum'][0, 0] = float('nan')
+    elif what == 'fused_keys':
+        r['fused']['keys'] = r['fused']['keys'].flip(0).clone()
+    elif what == 'fused_shape':
+        r['fused']['weight'] = r['fused']['weight'][:-1].clone()
+    elif what == 'fused_orders':
+        r['fused'] = {}
+    elif what == 'sources':
+        r['sources'] = dict(r['sources'], source='oracle')
     return r
 
 
 CASES = {'train_steps': 'train_steps', 'prototype': 'prototypes', 'prototype_name': 'control characters',
          'nan_field': 'NaN or inf', 'nan_pose': 'NaN or inf', 'far_pose': 'max_position', 'not_rigid': 'rigid',
          'zero_stride': 'keyframes', 'too_many': 'keyframes.count', 'field_shape': 'shape',
-         'grid_tcnn': 'tiny-cuda-nn', 'bounds': 'bounds', 'depth': 'depth', 'field_config': 'field_config'}
+         'grid_tcnn': 'tiny-cuda-nn', 'bounds': 'bounds', 'depth': 'depth', 'field_config': 'field_config',
+         'fused_nan': 'fused.feat_sum', 'fused_keys': 'sorted', 'fused_shape': 'fused layer weight',
+         'fused_orders': 'fused_orders', 'sources': 'sources'}
 
 
 @pytest.mark.parametrize('what', sorted(CASES))
@@ -156,3 +179,19 @@ def test_maps_without_grid_record_load_as_the_torch_grid(saved, tmp_path):
     m = _mapper()
     m.load(str(old))
     assert m.field.grid_impl == 'torch'
+
+
+def test_version_2_maps_load_with_the_fused_layer_rebuilt_from_their_keyframes(saved, tmp_path):
+    path, raw = saved
+    r = copy.deepcopy(raw)
+    r['version'] = 2
+    for k in ('fused', 'fused_orders', 'sources'):
+        del r[k]
+    old = tmp_path / 'v2.pt'
+    save_map_file(str(old), r)
+    m = _mapper()
+    m.load(str(old))
+    fused = m.map.fused
+    assert m.map.fused_orders == {0, 1, 2, 3} and m.map.sources.source == 'fused'
+    assert np.array_equal(fused.keys, raw['fused']['keys'].numpy())
+    np.testing.assert_allclose(fused.feat_sum, raw['fused']['feat_sum'].numpy(), atol=1e-5)

@@ -216,3 +216,69 @@ def test_worker_thread_queue_and_pause(seq):
     finally:
         m.stop()
     assert m.stats().get('worker_errors', 0) == 0
+
+
+def test_answers_from_the_first_keyframe(seq):
+    """RGB-D: right after one keyframe, before the field exists, the fused-teacher layer answers:
+    an object query returns the object (not the scene), a click on the table the table region."""
+    m = Mapper(_config(), teacher=make_teacher())
+    f = seq[0]
+    assert m.integrate(f) and m.field is None
+    cloud = m.cloud()
+    assert cloud is not None and len(cloud) > 500 and cloud.feature_source == 'fused'
+    assert cloud.geometry is not None and cloud.geometry.plane is not None
+    labels, _ = _gt_labels(seq, cloud.xyz)
+    tops = _object_tops(cloud.xyz, labels, seq.scene.objects, min_points=20)
+    assert len(tops) >= 3
+    ious = []
+    for k, mask, top in tops:
+        r = m.query_point(top)
+        assert r.kind == 'object' and r.feature_source == 'fused' and 0.0 <= r.confidence <= 1.0
+        assert len(r) < 0.5 * len(cloud) and not cloud.geometry.on_plane[r.indices].any()
+        ious.append(iou(r.mask(len(cloud)), mask))
+    assert np.mean(ious) > 0.6, ious
+    table = cloud.xyz[(labels == 1) & cloud.geometry.on_plane]
+    r = m.query_point(table[len(table) // 2])
+    # the table region connected to the click (one view: objects' occlusion gaps split the rest off)
+    assert r.kind == 'support' and iou(r.mask(len(cloud)), labels == 1) > 0.7
+    assert np.count_nonzero(labels[r.indices] != 1) < 0.01 * len(r)
+    # the same object by a pixel of the camera view, with its depth or from the cloud alone
+    u, v = np.argwhere(f.instance == tops[0][0]).mean(0)[::-1].astype(int)
+    by_depth = m.query_pixel(f.camera, f.T_world_cam, f.depth, u, v)
+    by_cloud = m.query_pixel(f.camera, f.T_world_cam, None, u, v)
+    assert iou(by_depth.mask(len(cloud)), tops[0][1]) > 0.5 and iou(by_cloud.mask(len(cloud)), tops[0][1]) > 0.5
+    for uv, reason in (((W, 10), 'outside_image'), ((-1, 10), 'outside_image'), ((float('nan'), 1), 'outside_image')):
+        with pytest.raises(QueryError) as e:
+            m.query_pixel(f.camera, f.T_world_cam, f.depth, *uv)
+        assert e.value.reason == reason
+    sky = np.argwhere(f.depth == 0)
+    if len(sky):
+        with pytest.raises(QueryError) as e:
+            m.query_pixel(f.camera, f.T_world_cam, f.depth, sky[0][1], sky[0][0])
+        assert e.value.reason == 'no_surface'
+    with pytest.raises(QueryError):
+        m.query_point([10.0, 10.0, 10.0])
+    st = m.stats()
+    assert st['queries_refused_outside_image'] == 3 and st['queries_refused_far'] == 1
+    assert st['queries_answered'] >= len(tops) + 3 and st['fused_voxels'] == len(cloud)
+    assert st['feature_source'] == 'fused'
+
+
+def test_held_out_keyframes_measure_student_against_fused(seq):
+    m = Mapper(_config(holdout_every=3, holdout_eval_steps=40), teacher=make_teacher())
+    for f in seq:
+        m.integrate(f)
+    held = m.keyframes.held_out_slots()
+    assert held == [2, 5, 8, 11]
+    b = m.keyframes.sample(4096, torch.Generator().manual_seed(0))
+    assert b.feat_weight is not None and 0 < float(b.feat_weight.mean()) < 1     # held-out rays teach no features
+    m.train(80)
+    st = m.stats()
+    assert st['heldout_measurements'] >= 2 and st['heldout_pixels'] > 1000
+    for k in ('heldout_error_fused', 'heldout_error_student', 'heldout_error_combined'):
+        assert 0.0 <= st[k] < 2.0, (k, st[k])
+    assert st['feature_source'] in ('fused', 'student', 'combined')
+    cloud = m.cloud()
+    assert cloud.feature_source == st['feature_source']
+    r = m.query_point(cloud.xyz[np.argmax(cloud.xyz[:, 2])])
+    assert r.feature_source == cloud.feature_source and r.confidence > 0

@@ -32,8 +32,10 @@ def test_object_answer_messages(mode):
     cloud, n_plane = _scene()
     r = query_by_point(cloud.xyz, cloud.features, [0.07, 0.07, 0.05], radius=0.015)
     r.cloud = cloud
+    r.feature_source, r.confidence = 'fused', 0.75
     ans = answers.query_answer(r, HEADER, mode)
     assert not ans.empty and ans.points == 125 and ans.reason == ''
+    assert ans.feature_source == 'fused' and ans.confidence == 0.75 and ans.kind == 'object'
     assert ans.header.stamp.sec == 12 and ans.header.stamp.nanosec == 500_000_000
     # pose: centroid, orientation = the box axes (a proper rotation, no reflection fix needed)
     p = ans.pose.pose
@@ -60,6 +62,7 @@ def test_empty_answer_policy():
     cloud, n_plane = _scene()
     ans = answers.query_answer(None, HEADER, 'remove', reason='the map is empty', scene=cloud)
     assert ans.empty and ans.pose is None and ans.reason == 'the map is empty'
+    assert ans.feature_source == '' and ans.confidence == 0.0
     assert [m.action for m in ans.markers.markers] == [3]            # DELETEALL (3) only
     assert ans.cloud.width == 0
     assert pointcloud2_to_array(ans.edit).shape[0] == len(cloud)     # 'remove': the whole scene

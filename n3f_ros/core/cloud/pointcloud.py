@@ -18,6 +18,10 @@ class FeatureCloud:
     features: (N, D) float32, L2-normalised rows (checked to 1e-2).
     pca_rgb:  (N, 3) uint8, PCA colouring of ``features`` (see ``FeaturePCA``).
     labels:   (N,) uint32 segment ids, 0 = unlabelled (None given: all 0).
+    feature_source: what ``features`` are ('fused' | 'student' | 'combined'; see
+              ``core/mapping/sources.py``).
+    geometry: the cloud's ``CloudGeometry`` (support plane, normals, pieces) when computed, which
+              queries respect; None otherwise (subsets drop it).
 
     Inputs are validated and cast in ``__post_init__`` (CloudError on bad shapes, NaN/inf,
     non-unit features, out-of-range colours). An empty cloud (N = 0) is allowed.
@@ -28,6 +32,8 @@ class FeatureCloud:
     features: np.ndarray
     pca_rgb: np.ndarray
     labels: np.ndarray | None = None
+    feature_source: str = 'student'
+    geometry: object = None
 
     def __post_init__(self):
         self.xyz = check_xyz(self.xyz, 'xyz', allow_empty=True)
@@ -36,6 +42,8 @@ class FeatureCloud:
         self.features = check_features(self.features, n, 'features', require_unit=True)
         self.pca_rgb = check_uint8_colors(self.pca_rgb, n, 'pca_rgb')
         self.labels = check_labels(np.zeros(n, np.uint32) if self.labels is None else self.labels, n, 'labels')
+        if self.geometry is not None and len(self.geometry) != n:
+            raise CloudError(f'geometry describes {len(self.geometry)} points, the cloud has {n}')
 
     def __len__(self) -> int:
         return len(self.xyz)
@@ -58,7 +66,8 @@ class FeatureCloud:
         allowed). Raises CloudError on a wrong-length mask or out-of-range index.
         """
         sel = as_index(indices_or_mask, len(self))
-        return FeatureCloud(self.xyz[sel], self.rgb[sel], self.features[sel], self.pca_rgb[sel], self.labels[sel])
+        return FeatureCloud(self.xyz[sel], self.rgb[sel], self.features[sel], self.pca_rgb[sel], self.labels[sel],
+                            self.feature_source)
 
 
 def as_index(indices_or_mask, n: int) -> np.ndarray:

@@ -1,8 +1,44 @@
 """Object queries on a feature cloud: by a 3D point (e.g. RViz click) or by a feature prototype.
 
-A query turns a prototype feature into cosine similarities over the cloud, keeps the points
-above a threshold (automatic: Otsu, see ``threshold.py``) and returns one spatially connected
-component of them (radius graph) as the object.
+A query turns a prototype feature into cosine similarities over the cloud and returns one
+spatially connected set of points as the answer.
+
+**With the cloud's geometry** (``geometry``: :class:`~n3f_ros.core.cloud.geometry.CloudGeometry`,
+what the Mapper always passes), a point query answers one of two kinds:
+
+* ``support`` — the point lies on the support plane (a click on the table): the answer is the
+  plane's points connected to it (split by features only where they clearly differ, see below);
+  it never contains points above the plane.
+* ``object`` — the point lies above the plane: the answer grows from the seed's geometric piece
+  (``geometry.py``: points above the plane, cut at concave creases) into adjacent pieces whose
+  mean feature is similar enough, and never includes a point of the support. The **automatic
+  threshold is chosen per query**: a piece joins when its mean similarity to the query feature
+  lies within :data:`PIECE_MARGIN` (a quarter) of the way down from the seed piece's own mean to
+  the median similarity of everything outside the seed's piece — pieces of one object (cut at its
+  own concave folds) agree that closely, an object blended into its touching neighbour by
+  patch-sized teacher features usually does not; every point of the joined pieces belongs to the
+  answer (the geometry bounds it; splitting a piece by point similarities cut homogeneous
+  objects apart more often than it separated touching ones). A given ``threshold`` replaces the
+  automatic choice for pieces and also drops the points below it; the seed's connected component
+  is the answer. Points within a *wide* band (more than :data:`WIDE_BAND`: noisy, stereo depth; on
+  measured depth the band is ~2 mm and height alone decides) are where height cannot tell object
+  from support (e.g. a tray's floor lies in a 12 mm band): there the features decide — a band
+  point within :data:`BAND_HOPS` graph edges of the answer joins it when its feature is closer
+  to the answer's mean feature than to the support's by :data:`BAND_MARGIN` (a few hops: the
+  base of the object, not a path along a neighbour's base). A click on a band point is a support
+  query unless at least :data:`MIN_BAND_OBJECT` band points connected to it look like it rather
+  than like the support (a tray's floor): then those points start an object answer, which joins
+  the pieces they touch as above.
+
+**Without geometry** (``geometry=None``, feature-only queries, used by the benchmark to measure
+features alone), the points above the threshold (automatic: ``threshold.auto_threshold``) that are
+connected to the seed form the object, as before.
+
+**No whole-scene answers** (both ways): an object answer covering more than ``max_share`` of the
+cloud (:data:`MAX_ANSWER_SHARE`), or a query whose similarities over the cloud spread less than
+``min_spread`` (:data:`MIN_SIMILARITY_SPREAD`, 1st to 99th percentile: features that do not
+discriminate yet, e.g. an untrained field) raises :class:`QueryError` with ``reason``
+``too_large`` / ``not_converged``; the Mapper counts refusals by reason.
 """
 from __future__ import annotations
 
@@ -22,6 +58,24 @@ MAX_DISTANCE_FACTOR = 4.0
 #: Largest connectivity radius, metres (the node uses 2 voxels, voxel_size <= 1 m): a larger one
 #: would link every point to every other (memory quadratic in the cloud size)
 MAX_RADIUS = 2.0
+#: object answers covering more than this share of the cloud are refused (reason ``too_large``)
+MAX_ANSWER_SHARE = 0.5
+#: queries whose similarities spread (p99 - p1) less than this are refused (``not_converged``)
+MIN_SIMILARITY_SPREAD = 0.1
+#: a piece joins an object answer when its similarity is within this share of the way from the
+#: seed piece's down to the rest's
+PIECE_MARGIN = 0.25
+#: a band point joins an object answer when it is this much more similar to it than to the support,
+#: and at most this many graph edges away from it
+BAND_MARGIN, BAND_HOPS = 0.05, 2
+#: a seed in the band starts an object answer when at least this many band points connected to it
+#: look like it rather than like the support
+MIN_BAND_OBJECT = 5
+#: bands wider than this (metres) are ambiguous: features decide between object and support there
+#: (on measured depth the band is ~2 mm and the features of an object's base blend with the table's)
+WIDE_BAND = 0.005
+#: answer kinds
+OBJECT, SUPPORT = 'object', 'support'
 
 
 @dataclass
@@ -43,6 +97,13 @@ class QueryResult:
     radius:         neighbourhood radius (metres) of the connectivity graph.
     cloud:          the FeatureCloud the query ran on, when the caller attaches it (the Mapper
                     does, so an edit uses the same snapshot as the query).
+    kind:           'object' or 'support' (the support plane's region, see the module docstring).
+    separation:     in [0, 1], how much the answer stands out: (score - s_rest) / (1 - s_rest)
+                    with s_rest the median similarity of the other points, clipped.
+    feature_source: which features answered ('fused' | 'student' | 'combined'; set by the
+                    Mapper, '' for a bare query).
+    confidence:     in [0, 1], set by the Mapper: the measured agreement of the feature source
+                    with the teacher on views it did not learn from, times ``separation``.
     """
 
     indices: np.ndarray
@@ -58,6 +119,10 @@ class QueryResult:
     seed_index: int | None = None
     radius: float = float('nan')
     cloud: object = None
+    kind: str = OBJECT
+    separation: float = 0.0
+    feature_source: str = ''
+    confidence: float = 0.0
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -94,38 +159,177 @@ def _components(xyz: np.ndarray, members: np.ndarray, radius: float) -> tuple[in
     return components_from_pairs(len(sub), radius_pairs(sub, radius))
 
 
-def _result(xyz, f, sims, indices, threshold, radius, name=None, seed_index=None) -> QueryResult:
+def _result(xyz, f, sims, indices, threshold, radius, name=None, seed_index=None, kind=OBJECT,
+            max_share: float | None = None) -> QueryResult:
     indices = np.sort(indices).astype(np.int64)
+    share = len(indices) / len(xyz)
+    if kind == OBJECT and max_share is not None and share > max_share:
+        raise QueryError(f'the answer would cover {100 * share:.0f} % of the map ({len(indices)} of {len(xyz)} '
+                         f'points; at most {100 * max_share:.0f} %): not an object', reason='too_large')
     pts = xyz[indices]
     sim = sims[indices]
     proto = l2_normalize(f[indices].astype(np.float64).mean(axis=0)).astype(np.float32)
+    score = float(sim.mean())
+    rest = np.ones(len(xyz), bool)
+    rest[indices] = False
+    s_rest = float(np.median(sims[rest])) if rest.any() else 0.0
+    separation = float(np.clip((score - s_rest) / max(1.0 - s_rest, 1e-6), 0.0, 1.0))
     return QueryResult(indices=indices, xyz=pts, similarity=sim, all_similarity=sims,
                        centroid=pts.astype(np.float64).mean(axis=0), box=oriented_box(pts),
-                       score=float(sim.mean()), threshold=float(threshold), prototype=proto, name=name,
-                       seed_index=seed_index, radius=float(radius))
+                       score=score, threshold=float(threshold), prototype=proto, name=name,
+                       seed_index=seed_index, radius=float(radius), kind=kind, separation=separation)
+
+
+def check_spread(sims: np.ndarray, min_spread: float | None) -> None:
+    """Refuse (QueryError ``not_converged``) similarities that spread less than ``min_spread``."""
+    if min_spread is None or len(sims) < 10:
+        return
+    lo, hi = np.percentile(sims, [1, 99])
+    if hi - lo < min_spread:
+        raise QueryError(f'map not converged yet: the features do not discriminate (similarity spread '
+                         f'{hi - lo:.3f} < {min_spread:.3f})', reason='not_converged')
+
+
+def _seed_component(geom, members: np.ndarray, seed: int, allowed_pairs: np.ndarray) -> np.ndarray:
+    """Points of ``members`` (sorted indices) connected to ``seed`` by ``allowed_pairs`` edges."""
+    inside = np.zeros(len(geom), bool)
+    inside[members] = True
+    e = allowed_pairs[inside[allowed_pairs[:, 0]] & inside[allowed_pairs[:, 1]]] if len(allowed_pairs) else \
+        np.zeros((0, 2), np.int64)
+    local = np.full(len(geom), -1, np.int64)
+    local[members] = np.arange(len(members))
+    _, comp = components_from_pairs(len(members), local[e] if len(e) else np.zeros((0, 2), np.int64))
+    return members[comp == comp[local[seed]]]
+
+
+def _band_grow(geom, ok: np.ndarray, start: np.ndarray, hops: int) -> np.ndarray:
+    """Points (indices) of ``ok`` (bool) reachable from ``start`` (bool) in at most ``hops`` graph
+    edges through ``ok`` points (``start`` itself not included)."""
+    if len(geom.pairs) == 0 or not ok.any():
+        return np.zeros(0, np.int64)
+    a = np.concatenate([geom.pairs[:, 0], geom.pairs[:, 1]])
+    b = np.concatenate([geom.pairs[:, 1], geom.pairs[:, 0]])
+    sel = ok[b] & ~start[b]
+    a, b = a[sel], b[sel]
+    claimed = np.zeros(len(ok), bool)
+    frontier = start.copy()
+    for _ in range(hops):
+        new = b[frontier[a] & ~claimed[b]]
+        if len(new) == 0:
+            break
+        claimed[new] = True
+        frontier = np.zeros(len(ok), bool)
+        frontier[new] = True
+    return np.flatnonzero(claimed)
+
+
+def _object_like(geom, f, proto: np.ndarray) -> np.ndarray:
+    """(N,) bool: band points whose feature is closer to ``proto`` than to the support's mean
+    feature by BAND_MARGIN (where height cannot tell, the features decide)."""
+    band = geom.on_plane
+    if not band.any() or geom.plane is None or geom.plane.band <= WIDE_BAND:
+        return np.zeros(len(band), bool)
+    support = l2_normalize(f[band].astype(np.float64).mean(axis=0))
+    return band & (f @ proto > f @ support + BAND_MARGIN)
+
+
+def _geometric_answer(geom, f, sims, seed: int, threshold: float | None,
+                      proto: np.ndarray) -> tuple[np.ndarray, float, str]:
+    """(indices, effective threshold, kind) of the answer grown from ``seed`` (module docstring);
+    ``proto`` (D,) is the query feature and ``sims`` the cloud's similarities to it."""
+    n = len(sims)
+    start = np.zeros(n, bool)
+    if geom.above[seed]:
+        start[geom.piece == geom.piece[seed]] = True
+    else:
+        like = _object_like(geom, f, proto)
+        if like[seed]:                           # a seed in the band that looks like an object, not the support
+            start[seed] = True
+            start[_band_grow(geom, like, start, n)] = True
+        if start.sum() < MIN_BAND_OBJECT:
+            members = np.flatnonzero(~geom.above & ~like)         # the support plane (and below it)
+            if threshold is not None:
+                members = members[sims[members] >= threshold]
+            if not np.any(members == seed):
+                raise QueryError('the point on the support plane does not reach the similarity threshold',
+                                 reason='below_threshold')
+            out = _seed_component(geom, members, seed, geom.pairs)
+            return out, float(sims[out].min() if threshold is None else threshold), SUPPORT
+    piece = geom.piece
+    cand = np.flatnonzero(geom.above)
+    n_pieces = int(piece[cand].max()) + 1 if len(cand) else 0
+    piece_sim = np.bincount(piece[cand], weights=sims[cand], minlength=n_pieces) / np.maximum(
+        np.bincount(piece[cand], minlength=n_pieces), 1)
+    if threshold is None:
+        s_other = float(np.median(sims[~start])) if (~start).any() else 0.0
+        s_self = float(sims[start].mean())
+        thr_piece = s_self - PIECE_MARGIN * (s_self - s_other)
+    else:
+        thr_piece = threshold
+    accepted = np.zeros(n_pieces, bool)
+    if geom.above[seed]:
+        accepted[piece[seed]] = True
+    elif n_pieces and len(geom.pairs):          # a band start: the pieces it touches, if similar
+        e = geom.pairs
+        touch = np.concatenate([piece[e[start[e[:, 0]], 1]], piece[e[start[e[:, 1]], 0]]])
+        touch = np.unique(touch[touch >= 0])
+        accepted[touch[piece_sim[touch] >= thr_piece]] = True
+    adj = geom.adjacency
+    while len(adj) and accepted.any():
+        grow = (accepted[adj[:, 0]] != accepted[adj[:, 1]])
+        new = np.unique(np.where(accepted[adj[grow, 0]], adj[grow, 1], adj[grow, 0]))
+        new = new[piece_sim[new] >= thr_piece]
+        if len(new) == 0:
+            break
+        accepted[new] = True
+    inside = start.copy()
+    if n_pieces:
+        inside[cand[accepted[piece[cand]]]] = True
+    members = np.flatnonzero(inside)
+    if threshold is not None:
+        members = members[sims[members] >= threshold]
+        if not np.any(members == seed):
+            raise QueryError(f'the query point does not reach similarity {threshold:.3f}', reason='below_threshold')
+    out = _seed_component(geom, members, seed, geom.pairs)
+    region = np.zeros(n, bool)
+    region[out] = True
+    claims = _band_grow(geom, _object_like(geom, f, l2_normalize(f[out].astype(np.float64).mean(axis=0))),
+                        region, BAND_HOPS)
+    if threshold is not None:
+        claims = claims[sims[claims] >= threshold]
+    out = np.union1d(out, claims)
+    return out, float(sims[out].min() if threshold is None else threshold), OBJECT
 
 
 def query_by_point(cloud_xyz, cloud_features, point, threshold: float | None = None,
                    radius: float | None = None, seed_radius: float | None = None,
-                   max_distance: float | None = None, name: str | None = None) -> QueryResult:
-    """The object under a 3D point (metres, world frame), e.g. a point clicked in RViz.
+                   max_distance: float | None = None, name: str | None = None, geometry=None,
+                   max_share: float | None = MAX_ANSWER_SHARE,
+                   min_spread: float | None = MIN_SIMILARITY_SPREAD) -> QueryResult:
+    """The object (or support region) under a 3D point (metres, world frame), e.g. an RViz click.
 
     cloud_xyz (N, 3) metres, cloud_features (N, D).
-    radius:       connectivity radius, metres; default 2.5 x median nearest-neighbour spacing.
+    geometry:     the cloud's ``CloudGeometry`` (support plane, pieces): answers respect it (see
+                  the module docstring); None = feature-only query.
+    radius:       connectivity radius, metres; default the geometry's, else 2.5 x median
+                  nearest-neighbour spacing.
     seed_radius:  the query feature is the normalised mean feature of the cloud points within
-                  this distance of ``point`` (default ``radius``), or of the nearest point.
+                  this distance of ``point`` (default ``radius``; with geometry only points of
+                  the seed's kind, above or on the plane), or of the nearest point.
     max_distance: QueryError if no cloud point is this close to ``point``
                   (default ``MAX_DISTANCE_FACTOR`` x ``radius``).
-    threshold:    cosine similarity in [0, 1]; None = ``auto_threshold``: Otsu on the similarity
-                  histogram of the points >= 0.3, clamped to [0.3, 0.95].
-    The object is the connected component (points above threshold, linked when at most
-    ``radius`` apart) containing the above-threshold seed-neighbourhood point nearest to
-    ``point``. Raises QueryError if the point is too far or no nearby point passes the
-    threshold; CloudError / EmptyCloudError on bad input.
+    threshold:    cosine similarity in [0, 1]; None = automatic (module docstring).
+    max_share, min_spread: the whole-scene guards (module docstring); None disables one.
+    Raises QueryError (with ``reason``) if the query cannot be answered; CloudError /
+    EmptyCloudError on bad input.
     """
     xyz, f = _inputs(cloud_xyz, cloud_features)
+    if geometry is not None and len(geometry) != len(xyz):
+        raise CloudError(f'geometry describes {len(geometry)} points, the cloud has {len(xyz)}')
     p = check_point(point).astype(np.float32)
-    radius = default_radius(xyz, cKDTree(xyz)) if radius is None else check_positive(radius, 'radius', MAX_RADIUS)
+    if radius is None:
+        radius = geometry.radius if geometry is not None else default_radius(xyz, cKDTree(xyz))
+    radius = check_positive(radius, 'radius', MAX_RADIUS)
     seed_radius = radius if seed_radius is None else check_positive(seed_radius, 'seed_radius', MAX_RADIUS)
     max_distance = (MAX_DISTANCE_FACTOR * radius if max_distance is None
                     else check_positive(max_distance, 'max_distance'))
@@ -133,49 +337,80 @@ def query_by_point(cloud_xyz, cloud_features, point, threshold: float | None = N
     nearest = int(np.argmin(d2))
     dmin = float(np.sqrt(d2[nearest]))
     if dmin > max_distance:
-        raise QueryError(f'query point is {dmin:.3f} m from the cloud (max {max_distance:.3f} m)')
+        raise QueryError(f'query point is {dmin:.3f} m from the cloud (max {max_distance:.3f} m)', reason='far')
     near = np.flatnonzero(d2 <= seed_radius ** 2)
+    if geometry is not None:
+        near = near[geometry.above[near] == geometry.above[nearest]]
     if len(near) == 0:
         near = np.array([nearest])
     seed_feature = l2_normalize(f[near].astype(np.float64).mean(axis=0))
     sims = cosine_similarity(f, seed_feature)
+    check_spread(sims, min_spread)
+    if threshold is not None:
+        threshold = check_threshold(threshold)
+    if geometry is not None:
+        members, thr, kind = _geometric_answer(geometry, f, sims, nearest, threshold, seed_feature)
+        return _result(xyz, f, sims, members, thr, radius, name=name, seed_index=nearest, kind=kind,
+                       max_share=max_share)
     thr = _threshold(sims, threshold)
     ok_near = near[sims[near] >= thr]
     if len(ok_near) == 0:
         raise QueryError(f'no point near the query point reaches similarity {thr:.3f} '
-                         f'(best {float(sims[near].max()):.3f})')
+                         f'(best {float(sims[near].max()):.3f})', reason='below_threshold')
     seed = int(ok_near[np.argmin(d2[ok_near])])
     members = np.flatnonzero(sims >= thr)
     _, comp = _components(xyz, members, radius)
     seed_comp = comp[np.searchsorted(members, seed)]
-    return _result(xyz, f, sims, members[comp == seed_comp], thr, radius, name=name, seed_index=seed)
+    return _result(xyz, f, sims, members[comp == seed_comp], thr, radius, name=name, seed_index=seed,
+                   max_share=max_share)
 
 
 def query_by_prototype(cloud_xyz, cloud_features, prototype, threshold: float | None = None,
-                       radius: float | None = None, name: str | None = None) -> QueryResult:
+                       radius: float | None = None, name: str | None = None, geometry=None,
+                       max_share: float | None = MAX_ANSWER_SHARE,
+                       min_spread: float | None = MIN_SIMILARITY_SPREAD) -> QueryResult:
     """The object best matching a saved feature ``prototype`` (D,) (normalised internally).
 
-    Points with cosine similarity >= threshold (None = automatic, as in ``query_by_point``) are
-    linked when at most ``radius`` metres apart; the object is the LARGEST connected component
+    Points with cosine similarity >= threshold (None = automatic, ``threshold.auto_threshold``)
+    are linked when at most ``radius`` metres apart (with ``geometry``: only points above the
+    support plane, not across concave creases); the object is the LARGEST connected component
     (most points; ties broken by higher mean similarity): a real object beats scattered
-    look-alike points, and of two instances the better-observed one wins.
+    look-alike points, and of two instances the better-observed one wins. The whole-scene guards
+    (``max_share``, ``min_spread``) apply as for point queries.
     Raises QueryError if no point passes the threshold; CloudError on bad input (including a
     prototype whose dimension differs from the cloud's or whose norm is zero).
     """
     xyz, f = _inputs(cloud_xyz, cloud_features)
+    if geometry is not None and len(geometry) != len(xyz):
+        raise CloudError(f'geometry describes {len(geometry)} points, the cloud has {len(xyz)}')
     proto = np.asarray(prototype, dtype=np.float64)
     if proto.shape != (f.shape[1],) or not np.all(np.isfinite(proto)):
         raise CloudError(f'prototype must be a finite ({f.shape[1]},) vector, got shape {proto.shape}')
     if np.linalg.norm(proto) < 1e-12:
         raise CloudError('prototype has zero norm')
-    radius = default_radius(xyz, cKDTree(xyz)) if radius is None else check_positive(radius, 'radius', MAX_RADIUS)
+    if radius is None:
+        radius = geometry.radius if geometry is not None else default_radius(xyz, cKDTree(xyz))
+    radius = check_positive(radius, 'radius', MAX_RADIUS)
     sims = cosine_similarity(f, l2_normalize(proto))
-    thr = _threshold(sims, threshold)
-    members = np.flatnonzero(sims >= thr)
+    check_spread(sims, min_spread)
+    allowed = np.ones(len(xyz), bool) if geometry is None else geometry.above
+    thr = _threshold(sims[allowed], threshold) if allowed.any() else _threshold(sims, threshold)
+    members = np.flatnonzero((sims >= thr) & allowed)
     if len(members) == 0:
-        raise QueryError(f'no point reaches similarity {thr:.3f} (best {float(sims.max()):.3f})')
-    count, comp = _components(xyz, members, radius)
+        raise QueryError(f'no point reaches similarity {thr:.3f} (best {float(sims.max()):.3f})',
+                         reason='below_threshold')
+    if geometry is None:
+        count, comp = _components(xyz, members, radius)
+    else:
+        pairs = geometry.pairs
+        keep = geometry.piece[pairs[:, 0]] == geometry.piece[pairs[:, 1]] if len(pairs) else np.zeros(0, bool)
+        inside = np.zeros(len(xyz), bool)
+        inside[members] = True
+        e = pairs[keep & inside[pairs[:, 0]] & inside[pairs[:, 1]]] if len(pairs) else pairs
+        local = np.full(len(xyz), -1, np.int64)
+        local[members] = np.arange(len(members))
+        count, comp = components_from_pairs(len(members), local[e] if len(e) else np.zeros((0, 2), np.int64))
     sizes = np.bincount(comp, minlength=count)
     mean_sim = np.bincount(comp, weights=sims[members], minlength=count) / sizes
     best = int(np.lexsort((-mean_sim, -sizes))[0])
-    return _result(xyz, f, sims, members[comp == best], thr, radius, name=name)
+    return _result(xyz, f, sims, members[comp == best], thr, radius, name=name, max_share=max_share)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from n3f_ros.core.cloud.query import MAX_ANSWER_SHARE, MIN_SIMILARITY_SPREAD
 from n3f_ros.core.field.model import FieldConfig
 from n3f_ros.core.field.render import RenderSettings
+from n3f_ros.core.mapping.sources import CHOICES as SOURCE_CHOICES
 from n3f_ros.core.options import OptionInfo, option, options_of
 from n3f_ros.core.stereo import StereoConfig
 from n3f_ros.core.teacher import DEFAULT_MODEL
@@ -70,6 +72,21 @@ class MapperConfig:
     pca_fit_steps: int = option(300, 'PCA colours of the features are refitted until this many training steps',
                                 range=(0, 10 ** 9))
     queue_size: int = option(2, 'frames waiting for the worker (newest wins, drops counted)', range=(1, 100))
+    # --- fused teacher layer and the choice of features (core/mapping/fused.py, sources.py)
+    fused_max_voxels: int = option(200000, 'voxels (of voxel_size) kept by the fused-teacher layer, which answers '
+                                   'from the first keyframe with depth; the least recently seen are evicted',
+                                   range=(1000, 10 ** 8))
+    feature_source: str = option('auto', "features of clouds and queries: 'auto' (measured on held-out keyframes: "
+                                 "the fused layer until the student or their combination predicts unseen views "
+                                 "better), or always 'fused', 'student' or 'combined'", choices=SOURCE_CHOICES)
+    holdout_every: int = option(5, 'every N-th keyframe is kept out of feature training to measure student vs '
+                                'fused features on it (0 or 1: none, the fused layer answers)', range=(0, 1000))
+    holdout_eval_steps: int = option(100, 'training steps between held-out measurements', range=(1, 10 ** 6))
+    query_max_share: float = option(MAX_ANSWER_SHARE, 'object answers covering more of the cloud than this '
+                                    'share are refused (empty answer, reason too_large)', range=(0.0, 1.0), live=True)
+    query_min_spread: float = option(MIN_SIMILARITY_SPREAD, 'queries whose similarities over the cloud spread '
+                                     '(p1..p99) less than this are refused: features not discriminative yet '
+                                     '(reason not_converged)', range=(0.0, 2.0), live=True)
     # --- nested (parameters field.*, render.*, stereo.*)
     field_config: FieldConfig = field(default_factory=FieldConfig)
     render_config: RenderSettings = field(default_factory=RenderSettings)

@@ -9,7 +9,10 @@ intrinsics, features), rigid poses within the plausible workspace, sizes against
 storage-less views that would expand into gigabytes when copied). Any failure raises
 :class:`~n3f_ros.core.persistence.MapFileError` naming the part.
 
-Format history: version 1 (no ``grid_impl``: always the PyTorch grid), version 2 (``grid_impl``).
+Format history: version 1 (no ``grid_impl``: always the PyTorch grid), version 2 (``grid_impl``),
+version 3 (the fused-teacher layer ``fused``, the insertion counters of the keyframes fused into it
+``fused_orders``, and the feature choice ``sources``). Version 1 and 2 maps load with a fused layer
+rebuilt from their keyframes (those with depth) and the fused layer answering until measured.
 """
 from __future__ import annotations
 
@@ -22,14 +25,15 @@ from n3f_ros.core.cloud import FeaturePCA
 from n3f_ros.core.cloud.errors import CloudError
 from n3f_ros.core.field.hashgrid import tcnn_available
 from n3f_ros.core.field.model import FeatureField, FieldConfig
-from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
+from n3f_ros.core.keyframes import KeyframeBuffer
 from n3f_ros.core.mapping.config import MapperConfig
+from n3f_ros.core.mapping.fused import FusedLayer, FusedLayerError
 from n3f_ros.core.mapping.prototypes import PrototypeError, check_name
-from n3f_ros.core.mapping.state import MapState
+from n3f_ros.core.mapping.state import MapState, make_keyframe_config
 from n3f_ros.core.persistence import MAP_FORMAT, MapFileError
 from n3f_ros.core.teacher import FeatureProjector, ProjectorError
 
-VERSION = 2
+VERSION = 3
 #: largest keyframe side accepted from a file, pixels (the keyframe_width parameter's range)
 MAX_KEYFRAME_SIDE = 1920
 #: largest keyframe payload accepted from a file (colour, depth and features), bytes
@@ -78,6 +82,10 @@ def encode_map(state: MapState, pca: FeaturePCA, prototypes: dict) -> dict:
         'train_steps': state.train_steps,
         'use_depth': bool(state.trainer.config.use_depth),
         'measured_depth': bool(state.measured_depth),
+        'fused': ({k: (torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v)
+                   for k, v in state.fused.state_dict().items()} if state.fused is not None else {}),
+        'fused_orders': torch.tensor(sorted(state.fused_orders), dtype=torch.int64),
+        'sources': state.sources.state_dict(),
     }
 
 
@@ -181,8 +189,7 @@ def _keyframes(raw, config: MapperConfig, feature_dim: int, device) -> KeyframeB
     if not isinstance(raw, dict):
         _fail('keyframes', 'expected a dict')
     k = _int('keyframes.count', raw.get('count'), 0, config.max_keyframes)
-    kf = KeyframeBuffer(KeyframeConfig(config.max_keyframes, config.keyframe_translation, config.keyframe_rotation,
-                                       config.keyframe_width), device)
+    kf = KeyframeBuffer(make_keyframe_config(config), device)
     if k == 0:
         return kf
     try:
@@ -237,6 +244,30 @@ def _prototypes(raw, feature_dim: int) -> dict:
     return out
 
 
+def _fused(raw, config: MapperConfig, feature_dim: int) -> FusedLayer | None:
+    """The fused layer of a version-3 file (None when the file holds none)."""
+    if not isinstance(raw, dict):
+        _fail('fused', 'expected a dict')
+    if not raw:
+        return None
+    arrays = {}
+    for name, dtype, _ in FusedLayer.ARRAYS:
+        t = _tensor(f'fused.{name}', raw.get(name), dtype={np.int64: torch.int64, np.float32: torch.float32}[dtype])
+        arrays[name] = t.numpy()
+    for name in ('voxel_size', 'dim', 'fused_keyframes', 'evicted'):
+        v = raw.get(name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            _fail(f'fused.{name}', f'expected a number, got {type(v).__name__}')
+    if int(raw['dim']) != feature_dim:
+        _fail('fused.dim', f'{raw["dim"]} != feature_dim {feature_dim}')
+    if not 1e-4 <= float(raw['voxel_size']) <= 10.0:
+        _fail('fused.voxel_size', f'{raw["voxel_size"]!r} outside [1e-4, 10] m')
+    try:
+        return FusedLayer.from_state({**raw, **arrays}, config.fused_max_voxels, config.max_position)
+    except FusedLayerError as e:
+        _fail('fused', str(e))
+
+
 def decode_map(raw: dict, config: MapperConfig, device) -> DecodedMap:
     """A complete, validated map from a file dict (see the module docstring). Raises MapFileError."""
     version = _int('version', raw.get('version'), 1, VERSION)
@@ -266,10 +297,33 @@ def decode_map(raw: dict, config: MapperConfig, device) -> DecodedMap:
     steps = _int('train_steps', raw.get('train_steps'), 0, 10 ** 12)
     use_depth = _bool('use_depth', raw.get('use_depth'))
     measured = _bool('measured_depth', raw.get('measured_depth', use_depth))
+    fused, orders = None, set()
+    if version >= 3:
+        fused = _fused(raw.get('fused'), config, feature_dim)
+        o = _tensor('fused_orders', raw.get('fused_orders'), dtype=torch.int64)
+        if o.ndim != 1 or (o.numel() and int(o.min()) < 0) or o.numel() > 10 ** 9:
+            _fail('fused_orders', 'expected a 1-D tensor of keyframe counters >= 0')
+        orders = set(o.tolist())
+        if fused is None and orders:
+            _fail('fused_orders', 'keyframes are recorded as fused but the file has no fused layer')
     state = MapState(config, torch.device(device))
     state.keyframes, state.field, state.projector = kf, fld, projector
     state.measured_depth = measured
     state.trainer = state.make_trainer(use_depth)
     state.trainer.steps = steps
+    if version >= 3:
+        src = raw.get('sources')
+        if not isinstance(src, dict):
+            _fail('sources', 'expected a dict')
+        try:
+            state.sources.load_state(src)
+        except ValueError as e:
+            _fail('sources', str(e))
+        if config.feature_source != 'auto':
+            state.sources.source = config.feature_source       # the configuration forces one
+        state.fused, state.fused_orders = fused, orders
+    if fused is None:
+        state.fuse_all()                # older maps (or none fused yet): rebuild from the keyframes
+        state.sources.source, state.sources.alpha = 'fused', 0.0
     state.version = 1
     return DecodedMap(state, pca, steps, prototypes)

@@ -6,11 +6,17 @@ It owns the threading and delegates the work:
   ``train`` synchronously (tools, benchmarks). The worker runs the teacher on new keyframes
   (outside the lock), stores them, triangulates RGB-only keyframe depth (``KeyframeStereo``, the
   sweep outside the lock) and trains the field one step at a time between frames;
-* the map — :class:`~n3f_ros.core.mapping.state.MapState` (keyframes, field, trainer, projector),
-  guarded by one lock that is held for a training step, a keyframe insertion or a few-millisecond
-  copy, never for an output;
+* the map — :class:`~n3f_ros.core.mapping.state.MapState` (keyframes, fused-teacher layer, field,
+  trainer, projector, feature choice), guarded by one lock that is held for a training step, a
+  keyframe insertion (with its fusion) or a few-millisecond copy, never for an output;
+* best available features — every ``holdout_eval_steps`` training steps (and at every keyframe
+  before the field exists) the fused layer, the student and their combination are measured on
+  held-out keyframes (``sources.measure``, outside the lock) and the best one answers;
 * outputs — cloud (``extraction.CloudCache``), feature images and masks (``views``) computed from
-  a snapshot outside the lock; queries on the latest cloud; prototypes (``PrototypeStore``);
+  a snapshot outside the lock; queries (by point, by pixel, by prototype) on the latest cloud,
+  respecting its geometry, refusing whole-scene answers (refusals counted by reason in
+  ``stats()``), each answer with its ``feature_source`` and ``confidence``; prototypes
+  (``PrototypeStore``);
 * persistence — ``map_file`` (schema, all-or-nothing validation) and ``core/persistence``
   (atomic write, safe read); a failed load leaves the map as it was.
 """
@@ -25,7 +31,7 @@ import time
 import numpy as np
 import torch
 
-from n3f_ros.core.camera import PinholeCamera
+from n3f_ros.core.camera import PinholeCamera, camera_directions
 from n3f_ros.core.cloud import (FeatureCloud, FeaturePCA, QueryError, QueryResult, edit_cloud, query_by_point,
                                 query_by_prototype)
 from n3f_ros.core.device import resolve_device
@@ -36,9 +42,10 @@ from n3f_ros.core.mapping.extraction import CloudCache, query_radius
 from n3f_ros.core.mapping.map_file import decode_map, encode_map
 from n3f_ros.core.mapping.plausibility import FrameRejected, check_frame
 from n3f_ros.core.mapping.prototypes import PrototypeStore
+from n3f_ros.core.mapping.sources import SourceErrors, measure
 from n3f_ros.core.mapping.state import MapState
 from n3f_ros.core.persistence import load_map_file, save_map_file
-from n3f_ros.core.raster import clean_depth
+from n3f_ros.core.raster import clean_depth, valid_depth
 from n3f_ros.core.teacher import make_teacher
 
 log = logging.getLogger(__name__)
@@ -125,6 +132,17 @@ class Mapper:
                  prototypes=len(self.prototypes))
         if trainer is not None:
             s.update({f'loss_{k}': v for k, v in trainer.last.items()})
+        fused, src = state.fused, state.sources
+        s.update(fused_voxels=len(fused) if fused is not None else 0,
+                 fused_keyframes=fused.fused_keyframes if fused is not None else 0,
+                 fused_evicted=fused.evicted if fused is not None else 0,
+                 fused_mb=fused.nbytes / 2 ** 20 if fused is not None else 0.0,
+                 feature_source=src.source, feature_source_alpha=src.alpha,
+                 heldout_measurements=src.measurements, heldout_keyframes=len(state.keyframes.held_out_slots()))
+        if src.last is not None:
+            s.update(heldout_error_fused=src.last.fused, heldout_error_student=src.last.student,
+                     heldout_error_combined=src.last.combined, heldout_pixels=src.last.pixels,
+                     heldout_steps=src.last.steps)
         if np.isfinite(clouds.seconds):
             s['cloud_ms'] = 1000.0 * clouds.seconds
         return s
@@ -217,13 +235,46 @@ class Mapper:
                 if n and not self._counters['stereo_keyframes']:
                     log.info('no depth images: keyframe depth is triangulated by multi-view stereo')
                 self._count('stereo_keyframes', n)
+                if self.map is state:
+                    t1 = time.perf_counter()
+                    if state.fuse_all():
+                        self._time('fuse', time.perf_counter() - t1)
             self._time('stereo', time.perf_counter() - t0)
         with self._lock:
             self.map.maybe_create_field()
+            measure_now = self.map.field is None
+        if measure_now:                    # before the field: the fused layer's own agreement
+            self.measure_sources()
         return True
 
+    def measure_sources(self) -> SourceErrors | None:
+        """Measure the feature sources on the held-out keyframes and update the choice of the
+        answering one (``sources.py``); the work runs outside the lock on a snapshot. Returns the
+        measurement (None when nothing could be measured)."""
+        with self._lock:
+            state = self.map
+            snap = state.snapshot()
+            kfs = state.measurement_keyframes() if snap is not None else []
+        if snap is None or not kfs or snap.fused is None:
+            return None
+        t0 = time.perf_counter()
+        errors = measure(kfs, snap.fused, snap.field, snap.version[1], seed=self.config.seed)
+        self._time('measure', time.perf_counter() - t0)
+        with self._lock:
+            if self.map is not state:
+                return errors
+            src = state.sources
+            before = (src.source, src.alpha)
+            src.update(errors, student_available=snap.field is not None)
+            if (src.source, src.alpha) != before:
+                state.sources_version += 1
+                log.info('features now from %s (held-out 1-cos: fused %.4f, student %.4f, combined %.4f) at %d steps',
+                         src.source, errors.fused, errors.student, errors.combined, errors.steps)
+        return errors
+
     def train(self, steps: int = 1) -> float:
-        """Run ``steps`` training steps synchronously. Returns the mean loss (nan if no field)."""
+        """Run ``steps`` training steps synchronously (measuring the feature sources every
+        ``holdout_eval_steps``). Returns the mean loss (nan if no field)."""
         losses = []
         for _ in range(steps):
             with self._lock:
@@ -233,6 +284,9 @@ class Mapper:
                 t0 = time.perf_counter()
                 losses.append(trainer.step()['loss'])
                 self._time('train_step', time.perf_counter() - t0)
+                due = trainer.steps % max(1, self.config.holdout_eval_steps) == 0
+            if due:
+                self.measure_sources()
             time.sleep(0)          # let a thread waiting for the lock (query, diagnostics) take it
         return float(np.mean(losses)) if losses else float('nan')
 
@@ -291,14 +345,15 @@ class Mapper:
             return self.map.snapshot()
 
     def _map_version(self) -> tuple:
-        """(map version, training steps), read without the lock (two ints of the current map: a
-        training step in flight must not delay a query that the cached cloud can answer)."""
-        state = self.map
-        return state.version, state.train_steps
+        """What outputs depend on (map version, training steps, feature-choice version), read without
+        the lock (ints of the current map: a training step in flight must not delay a query that the
+        cached cloud can answer)."""
+        return self.map.output_version
 
     def cloud(self, force: bool = False) -> FeatureCloud | None:
         """The current feature cloud (cached; re-extracted when the map changed enough; while
-        another thread re-extracts, the previous cloud). None before the field exists."""
+        another thread re-extracts, the previous cloud). None before the first keyframe with
+        depth (RGB-D: the first keyframe) and, without any depth, before the field exists."""
         return self._clouds.get(self._map_version(), self._snapshot, force)
 
     def latest_cloud(self) -> FeatureCloud | None:
@@ -321,11 +376,21 @@ class Mapper:
 
     def render_mask(self, result: QueryResult, camera: PinholeCamera, T_world_cam, depth=None) -> np.ndarray | None:
         """2D retrieval: (H, W) bool mask, at the camera's full size, of the queried object
-        (``views.retrieval_mask``); None before the field exists."""
-        view = self.render_features(camera, T_world_cam, depth)
+        (``views.retrieval_mask``: the answer's 3D points seen from the camera, on their side of
+        the support plane); the surface comes from ``depth`` when given, else from the field. None
+        when there is neither."""
+        snap = self._snapshot()
+        if snap is None:
+            return None
+        view = views.surface_view(snap, self.config, camera, T_world_cam, depth)
         if view is None:
             return None
-        return views.retrieval_mask(view, result, self.query_radius, camera.width, camera.height)
+        cloud = result.cloud
+        geometry = getattr(cloud, 'geometry', None)
+        plane = geometry.plane if geometry is not None else None
+        if plane is None and snap.field is not None and result.feature_source in ('', 'student'):
+            view = views.render_features(snap, self.config, camera, T_world_cam, depth)
+        return views.retrieval_mask(view, result, self.query_radius, camera.width, camera.height, plane)
 
     def _threshold(self, threshold):
         if threshold is None and self.config.query_threshold > 0:
@@ -335,49 +400,101 @@ class Mapper:
     def _query_cloud(self) -> FeatureCloud:
         cloud = self.cloud()
         if cloud is None or len(cloud) == 0:
-            raise QueryError('the map is empty')
+            self._refused('empty_map')
+            raise QueryError('the map is empty', reason='empty_map')
         return cloud
 
-    def query_point(self, xyz, threshold: float | None = None) -> QueryResult:
-        """Object at world point ``xyz`` (3,) metres. Raises QueryError if it can't be answered."""
-        cloud = self._query_cloud()
+    def _refused(self, reason: str) -> None:
+        with self._lock:
+            self._counters['queries_refused'] += 1
+            self._counters[f'queries_refused_{reason}'] += 1
+
+    def _answer(self, run, cloud: FeatureCloud) -> QueryResult:
+        """Run a query function on ``cloud``, attach the cloud, source and confidence, count refusals."""
         t0 = time.perf_counter()
-        res = query_by_point(cloud.xyz, cloud.features, np.asarray(xyz, dtype=np.float64),
-                             threshold=self._threshold(threshold), radius=self.query_radius,
-                             seed_radius=0.75 * self.query_radius)
+        try:
+            res = run()
+        except QueryError as e:
+            self._refused(e.reason)
+            raise
+        finally:
+            self._time('query', time.perf_counter() - t0)
         res.cloud = cloud
-        self._time('query', time.perf_counter() - t0)
+        res.feature_source = cloud.feature_source
+        with self._lock:
+            agreement = self.map.sources.agreement(cloud.feature_source)
+            self._counters['queries_answered'] += 1
+        res.confidence = float(np.clip(agreement * res.separation, 0.0, 1.0))
         self.last_result = res
         return res
+
+    def _guards(self) -> dict:
+        cfg = self.config
+        return dict(max_share=cfg.query_max_share if cfg.query_max_share < 1.0 else None,
+                    min_spread=cfg.query_min_spread if cfg.query_min_spread > 0.0 else None)
+
+    def query_point(self, xyz, threshold: float | None = None) -> QueryResult:
+        """Object (or support region) at world point ``xyz`` (3,) metres (``cloud.query``: the
+        cloud's geometry is respected, whole-scene answers refused). Raises QueryError (with
+        ``reason``, counted in ``stats()``) if it can't be answered."""
+        cloud = self._query_cloud()
+        return self._answer(lambda: query_by_point(
+            cloud.xyz, cloud.features, np.asarray(xyz, dtype=np.float64), threshold=self._threshold(threshold),
+            radius=self.query_radius, seed_radius=0.75 * self.query_radius, geometry=cloud.geometry,
+            **self._guards()), cloud)
+
+    def pixel_point(self, camera: PinholeCamera, T_world_cam, depth, u, v) -> np.ndarray:
+        """The world point (3,) metres that pixel (column ``u``, row ``v``; indices of a
+        ``camera.width`` x ``camera.height`` image, fractions floored) sees: from ``depth``
+        (z-depth metres, registered to the camera, any size; the median of the valid depth in a
+        5x5 window) when it has one there, else the first cloud point along the pixel's ray (within
+        one voxel of it). Raises QueryError ``outside_image`` / ``no_surface``."""
+        try:
+            u, v = float(u), float(v)
+        except (TypeError, ValueError):
+            self._refused('outside_image')
+            raise QueryError(f'pixel ({u!r}, {v!r}) is not a pair of numbers', reason='outside_image') from None
+        W, H = camera.width, camera.height
+        if not (np.isfinite(u) and np.isfinite(v) and 0 <= u < W and 0 <= v < H):
+            self._refused('outside_image')
+            raise QueryError(f'pixel ({u:g}, {v:g}) is outside the {W}x{H} image', reason='outside_image')
+        T = np.asarray(T_world_cam, dtype=np.float64)
+        ray = camera_directions(camera, [[np.floor(u) + 0.5, np.floor(v) + 0.5]])[0]     # camera frame, unit z
+        if depth is not None:
+            d = np.asarray(depth, dtype=np.float32)
+            dh, dw = d.shape[:2]
+            i, j = int(np.floor(v) * dh / H), int(np.floor(u) * dw / W)
+            win = d[max(0, i - 2):i + 3, max(0, j - 2):j + 3]
+            ok = valid_depth(win, self.config.min_depth, self.config.max_depth)
+            if ok.any():
+                return T[:3, :3] @ (ray * float(np.median(win[ok]))) + T[:3, 3]
+        cloud = self._query_cloud()
+        dw = T[:3, :3] @ (ray / np.linalg.norm(ray))
+        rel = cloud.xyz.astype(np.float64) - T[:3, 3]
+        t = rel @ dw
+        off = np.linalg.norm(rel - t[:, None] * dw[None], axis=1)
+        hit = (t > 0) & (off <= self.config.voxel_size)
+        if not hit.any():
+            self._refused('no_surface')
+            raise QueryError(f'pixel ({u:g}, {v:g}) sees no mapped surface', reason='no_surface')
+        return cloud.xyz[np.flatnonzero(hit)[np.argmin(t[hit])]].astype(np.float64)
+
+    def query_pixel(self, camera: PinholeCamera, T_world_cam, depth, u, v,
+                    threshold: float | None = None) -> QueryResult:
+        """The object the pixel (``u``, ``v``) of a camera view sees (``pixel_point``, then
+        ``query_point``): the ``~/query`` service's BY_PIXEL mode."""
+        return self.query_point(self.pixel_point(camera, T_world_cam, depth, u, v), threshold)
 
     def query_prototype(self, name: str, threshold: float | None = None) -> QueryResult:
         """Object best matching the saved prototype ``name``. KeyError if unknown."""
         proto = self.prototypes.get(name)
         cloud = self._query_cloud()
-        t0 = time.perf_counter()
-        res = query_by_prototype(cloud.xyz, cloud.features, proto, threshold=self._threshold(threshold),
-                                 radius=self.query_radius, name=name)
-        res.cloud = cloud
-        self._time('query', time.perf_counter() - t0)
-        self.last_result = res
-        return res
-
-    def query_pixel(self, camera: PinholeCamera, T_world_cam, u: float, v: float, depth=None,
-                    threshold: float | None = None) -> QueryResult:
-        """Object seen at pixel (``u``, ``v``) (column, row; pixels of ``camera``'s full size) of a
-        camera view: the surface point the pixel sees (from ``depth`` when given, else rendered from
-        the field), then :meth:`query_point` there. QueryError when the pixel is outside the image
-        or sees no mapped surface."""
-        if not (np.isfinite(u) and np.isfinite(v) and 0 <= u < camera.width and 0 <= v < camera.height):
-            raise QueryError(f'pixel ({u}, {v}) is outside the {camera.width}x{camera.height} image')
-        view = self.render_features(camera, T_world_cam, depth)
-        if view is None:
-            raise QueryError('the map is empty')
-        h, w = view.valid.shape
-        r, c = min(int(v * h / camera.height), h - 1), min(int(u * w / camera.width), w - 1)
-        if not view.valid[r, c]:
-            raise QueryError(f'pixel ({u}, {v}) sees no mapped surface')
-        return self.query_point(view.points[r, c], threshold)
+        if len(proto) != cloud.dim:
+            self._refused('unanswerable')
+            raise QueryError(f'prototype {name!r} has {len(proto)} dimensions, the map {cloud.dim}')
+        return self._answer(lambda: query_by_prototype(
+            cloud.xyz, cloud.features, proto, threshold=self._threshold(threshold), radius=self.query_radius,
+            name=name, geometry=cloud.geometry, **self._guards()), cloud)
 
     def save_prototype(self, name: str, result: QueryResult | None = None) -> str:
         """Store the prototype of ``result`` (default: the last query) under ``name``; returns the

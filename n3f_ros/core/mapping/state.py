@@ -1,15 +1,18 @@
 """What a map is, and read-only copies of it.
 
 :class:`MapState` holds the map proper — keyframes (images, depth, teacher features, poses), the
-teacher-feature projector, the field and its trainer, the stereo cache of RGB-only keyframes —
-and its lifecycle: created empty, grown keyframe by keyframe, the field created once enough
-keyframes bound the scene, replaced whole by a load. It is not thread safe: the ``Mapper`` holds
-its lock around every call.
+teacher-feature projector, the fused-teacher layer (``fused.py``), the field and its trainer, the
+stereo cache of RGB-only keyframes, the choice of answering features (``sources.py``) — and its
+lifecycle: created empty, grown keyframe by keyframe (each keyframe fused into the fused layer as
+soon as it has depth: at once with measured depth, when stereo gives it depth otherwise), the field
+created once enough keyframes bound the scene, replaced whole by a load. It is not thread safe: the
+``Mapper`` holds its lock around every call.
 
-:class:`MapSnapshot` is a private copy of what the outputs read (the field's weights, the
-keyframes' depth, colour, cameras and poses), taken under the lock in milliseconds so that cloud
-extraction, feature images and masks compute outside it while training goes on (issue: outputs
-must never stall queries or training).
+:class:`MapSnapshot` is a private copy of what the outputs read (the field's weights, the fused
+layer, the keyframes' depth, colour, cameras and poses, the feature choice), taken under the lock
+in milliseconds so that cloud extraction, feature images and masks compute outside it while
+training goes on (issue: outputs must never stall queries or training). It exists from the first
+fused keyframe on; its ``field`` is None until the field is created.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from n3f_ros.core.frame import Frame
 from n3f_ros.core.keyframe_depth import KeyframeStereo
 from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
 from n3f_ros.core.mapping.config import MapperConfig
+from n3f_ros.core.mapping.fused import FusedLayer
+from n3f_ros.core.mapping.sources import FALLBACK_KEYFRAMES, FeatureSources, HeldOutKeyframe
 from n3f_ros.core.scene_bounds import bounds_from_depth, bounds_from_views
 from n3f_ros.core.teacher import FeatureProjector
 from n3f_ros.core.trainer import Trainer, TrainerConfig
@@ -45,23 +50,27 @@ def clone_field(field: FeatureField) -> FeatureField:
 class MapSnapshot:
     """A consistent, private copy of the map for the outputs (see the module docstring).
 
-    version:   (map version, training steps) it was taken at.
-    field:     copy of the field (no gradients).
+    version:   (map version, training steps, feature-choice version) it was taken at.
+    field:     copy of the field (no gradients), None before it exists.
     use_depth: the field is supervised by stored depth (measured or stereo).
     measured:  the stored depth is measured (RGB-D) rather than triangulated.
     depth:     (K, h, w) float32 keyframe z-depth in metres (0 = unknown), numpy.
     rgb:       (K, h, w, 3) uint8 keyframe colour.
     cameras:   K PinholeCamera of the stored keyframes; poses: K T_world_cam (4, 4).
+    fused:     copy of the fused-teacher layer (None before a keyframe had depth).
+    sources:   copy of the feature choice (``FeatureSources``).
     """
 
     version: tuple
-    field: FeatureField
+    field: FeatureField | None
     use_depth: bool
     measured: bool
     depth: np.ndarray
     rgb: np.ndarray
     cameras: tuple
     poses: tuple
+    fused: FusedLayer | None = None
+    sources: FeatureSources | None = None
 
     def depth_points(self, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Back-projected stored depth of every keyframe: points (N, 3) world metres, rgb (N, 3) uint8."""
@@ -81,8 +90,7 @@ class MapState:
     def __init__(self, config: MapperConfig, device: torch.device):
         cfg = self.config = config
         self.device = device
-        self.keyframes = KeyframeBuffer(KeyframeConfig(cfg.max_keyframes, cfg.keyframe_translation,
-                                                       cfg.keyframe_rotation, cfg.keyframe_width), device)
+        self.keyframes = KeyframeBuffer(make_keyframe_config(cfg), device)
         # PCA of teacher features fitted on the first keyframe, then fixed (keyframe features must share a basis)
         self.projector = FeatureProjector(out_dim=cfg.feature_dim, fit_frames=1)
         self.field: FeatureField | None = None
@@ -90,6 +98,10 @@ class MapState:
         self.stereo = KeyframeStereo(cfg.stereo_config, cfg.min_depth, cfg.max_depth)
         self.measured_depth = False           # some keyframe came with a depth image
         self.version = 0                      # bumped on every keyframe insertion
+        self.fused: FusedLayer | None = None  # created with the first keyframe that has depth
+        self.fused_orders: set[int] = set()   # insertion counters of the keyframes fused
+        self.sources = FeatureSources(cfg.feature_source)
+        self.sources_version = 0              # bumped when the answering source changes
         self._snapshot: MapSnapshot | None = None
 
     @property
@@ -98,11 +110,44 @@ class MapState:
 
     # --- growth ---------------------------------------------------------------------------------
     def add_keyframe(self, frame: Frame, feats: torch.Tensor) -> int:
-        """Store ``frame`` with its projected teacher features (h, w, D). Returns the slot."""
+        """Store ``frame`` with its projected teacher features (h, w, D) and fuse it when it has
+        depth. Returns the slot."""
         slot = self.keyframes.add(frame, feats)
         self.version += 1
         self.measured_depth |= frame.depth is not None
+        self.fuse(slot)
         return slot
+
+    def fuse(self, slot: int) -> int:
+        """Fuse the keyframe in ``slot`` into the fused layer if it has depth and was not fused yet
+        (each keyframe once: re-triangulated stereo depth is not fused again). Returns the voxels
+        it touched (0 if nothing was done)."""
+        kf = self.keyframes
+        order = kf.order[slot]
+        if order in self.fused_orders:
+            return 0
+        depth = kf.depth[slot].cpu().numpy()
+        if not (depth > 0).any():
+            return 0
+        cam, T = kf.cameras[slot], kf.poses[slot]
+        pts, idx = backproject_depth(depth, cam, T)
+        w, h = kf.size
+        u = torch.as_tensor((idx % w + 0.5) / w, dtype=torch.float32, device=kf.device)
+        v = torch.as_tensor((idx // w + 0.5) / h, dtype=torch.float32, device=kf.device)
+        slots = torch.full((len(idx),), slot, dtype=torch.long, device=kf.device)
+        feats = kf.bilinear_feat(slots, u, v).cpu().numpy()                 # (N, D)
+        rgb = kf.rgb[slot].cpu().numpy().reshape(-1, 3)[idx]
+        if self.fused is None:
+            self.fused = FusedLayer(self.config.voxel_size, feats.shape[1], self.config.fused_max_voxels)
+        n = self.fused.integrate(pts, feats, rgb, T[:3, 3], order)
+        self.fused_orders.add(order)
+        self.version += 1
+        return n
+
+    def fuse_all(self) -> int:
+        """Fuse every stored keyframe with depth that is not fused yet (after a load of an older
+        map, or after stereo gave keyframes depth). Returns the keyframes fused."""
+        return sum(1 for s in range(len(self.keyframes)) if self.fuse(s))
 
     def configured_bounds(self) -> np.ndarray | None:
         """Parameter ``scene_bounds`` as (2, 3) metres, or None when it is all zero (automatic)."""
@@ -142,6 +187,17 @@ class MapState:
         log.info('field created with bounds %s (%s hash grid)', np.round(bounds, 3).tolist(), self.field.grid_impl)
         return True
 
+    def measurement_keyframes(self) -> list[HeldOutKeyframe]:
+        """Copies of the held-out keyframes with depth (else the latest keyframes with depth) for
+        ``sources.measure`` (call under the lock; milliseconds)."""
+        kf = self.keyframes
+        with_depth = [s for s in range(len(kf)) if kf.order[s] in self.fused_orders]
+        held = [s for s in with_depth if kf.held_out(s)]
+        slots = held or sorted(with_depth, key=lambda s: kf.order[s])[-FALLBACK_KEYFRAMES:]
+        return [HeldOutKeyframe(kf.depth[s].cpu().numpy().copy(), kf.rgb[s].cpu().numpy().copy(),
+                                kf.feat[s].float().cpu().numpy(), kf.cameras[s], kf.poses[s].copy(), kf.order[s],
+                                kf.held_out(s)) for s in slots]
+
     def make_trainer(self, use_depth: bool) -> Trainer:
         cfg = self.config
         tcfg = TrainerConfig(rays_per_step=cfg.rays_per_step, learning_rate=cfg.learning_rate,
@@ -149,22 +205,38 @@ class MapState:
         return Trainer(self.field, self.keyframes, tcfg, seed=cfg.seed)
 
     # --- reading --------------------------------------------------------------------------------
+    @property
+    def output_version(self) -> tuple:
+        """What outputs depend on: (map version, training steps, feature-choice version)."""
+        return self.version, self.train_steps, self.sources_version
+
     def snapshot(self) -> MapSnapshot | None:
-        """A copy for the outputs (None before the field exists); reused while the map and the
-        training step count are unchanged. Takes milliseconds (copies ~20 MB at the defaults)."""
-        if self.field is None:
+        """A copy for the outputs (None before the field exists and before any keyframe was fused);
+        reused while the map, the training step count and the feature choice are unchanged. Takes
+        milliseconds (copies ~20 MB at the defaults)."""
+        if self.field is None and (self.fused is None or len(self.fused) == 0):
             return None
-        version = (self.version, self.train_steps)
+        version = self.output_version
         if self._snapshot is not None and self._snapshot.version == version:
             return self._snapshot
         k = len(self.keyframes)
         kf = self.keyframes
+        sources = FeatureSources(self.sources.forced)
+        sources.source, sources.alpha, sources.last = self.sources.source, self.sources.alpha, self.sources.last
         self._snapshot = MapSnapshot(
-            version=version, field=clone_field(self.field), use_depth=bool(self.trainer.config.use_depth),
+            version=version, field=clone_field(self.field) if self.field is not None else None,
+            use_depth=bool(self.trainer.config.use_depth) if self.trainer is not None else True,
             measured=self.measured_depth, depth=kf.depth[:k].cpu().numpy().copy(),
             rgb=kf.rgb[:k].cpu().numpy().copy(), cameras=tuple(kf.cameras[:k]),
-            poses=tuple(T.copy() for T in kf.poses[:k]))
+            poses=tuple(T.copy() for T in kf.poses[:k]),
+            fused=self.fused.copy() if self.fused is not None else None, sources=sources)
         return self._snapshot
+
+
+def make_keyframe_config(cfg: MapperConfig) -> KeyframeConfig:
+    """The keyframe buffer's settings from the engine's."""
+    return KeyframeConfig(cfg.max_keyframes, cfg.keyframe_translation, cfg.keyframe_rotation, cfg.keyframe_width,
+                          holdout_every=cfg.holdout_every)
 
 
 def scaled_camera(camera: PinholeCamera, width: int) -> PinholeCamera:

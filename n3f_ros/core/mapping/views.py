@@ -1,5 +1,5 @@
-"""The map seen from a camera: student features, their PCA colours, and 2D retrieval masks,
-computed from a :class:`MapSnapshot` (outside the mapper's lock).
+"""The map seen from a camera: student features, their PCA colours, the surface, and 2D retrieval
+masks, computed from a :class:`MapSnapshot` (outside the mapper's lock).
 
 Views are ``render_width`` pixels wide at most (the camera scaled, aspect kept). With a depth
 image of the camera (z-depth metres, any registered size) the field is read once per pixel at the
@@ -65,6 +65,29 @@ def render_features(snap: MapSnapshot, config: MapperConfig, camera: PinholeCame
     return FeatureView(feats.reshape(h, w, -1), valid.reshape(h, w), points.reshape(h, w, 3), cam)
 
 
+def surface_view(snap: MapSnapshot, config: MapperConfig, camera: PinholeCamera, T_world_cam,
+                 depth: np.ndarray | None = None) -> FeatureView | None:
+    """The surface seen by ``camera`` without features (``features`` is empty, (h, w, 0)): from
+    ``depth`` (z-depth metres, any registered size) when given, else the field's rendered depth;
+    None when neither exists."""
+    cam = scaled_camera(camera, config.render_width)
+    w, h = cam.width, cam.height
+    if depth is not None:
+        d = clean_depth(resize_nearest(np.asarray(depth, dtype=np.float32), w, h), config.min_depth,
+                        config.max_depth)
+    elif snap.field is not None:
+        r = render_image(snap.field, cam, T_world_cam, config.render_config, with_features=False)
+        d = np.where(r['acc'] > VIEW_OPACITY, r['depth'], 0.0)
+    else:
+        return None
+    pts, idx = backproject_depth(d, cam, T_world_cam)
+    valid = np.zeros(h * w, bool)
+    valid[idx] = True
+    points = np.full((h * w, 3), np.nan)
+    points[idx] = pts
+    return FeatureView(np.zeros((h, w, 0), np.float32), valid.reshape(h, w), points.reshape(h, w, 3), cam)
+
+
 def feature_image(view: FeatureView, pca: FeaturePCA) -> np.ndarray:
     """(h, w, 3) uint8 PCA colours of a view (black where invalid)."""
     f = view.features
@@ -72,18 +95,28 @@ def feature_image(view: FeatureView, pca: FeaturePCA) -> np.ndarray:
     return np.where(view.valid[..., None], img, 0).astype(np.uint8)
 
 
-def retrieval_mask(view: FeatureView, result: QueryResult, radius: float, width: int, height: int) -> np.ndarray:
-    """2D retrieval: (height, width) bool mask of the queried object in a view.
+def retrieval_mask(view: FeatureView, result: QueryResult, radius: float, width: int, height: int,
+                   plane=None) -> np.ndarray:
+    """2D retrieval: (height, width) bool mask of the queried object in a view — the 3D answer
+    carried into the image, then resized (nearest) to the camera's full size.
 
     A pixel belongs to the object when the surface it sees lies within ``radius`` metres of the
-    object's 3D points and its student feature reaches the query's similarity threshold — the 3D
-    answer carried into the image — then resized (nearest) to the camera's full size.
+    answer's 3D points and on the answer's side of the support ``plane`` (object answers: above
+    its band; support answers: within it), so the mask never bleeds into the table around an
+    object. Without a plane, and when ``view`` has features, the pixel's feature must also reach the
+    query's similarity threshold.
     """
-    sim = view.features @ np.asarray(result.prototype, dtype=np.float32)
-    mask = view.valid & (sim >= result.threshold)
-    if mask.any() and len(result.xyz):
+    mask = view.valid.copy()
+    if not len(result.xyz):
+        mask[:] = False
+        return resize_nearest(mask, width, height)
+    if plane is not None:
+        h = np.full(mask.shape, np.nan)
+        h[mask] = plane.height(view.points[mask])
+        mask &= (h > plane.band) if result.kind != 'support' else (np.abs(h) <= plane.band)
+    elif view.features.shape[-1]:
+        mask &= view.features @ np.asarray(result.prototype, dtype=np.float32) >= result.threshold
+    if mask.any():
         d, _ = cKDTree(result.xyz).query(view.points[mask], distance_upper_bound=radius)
         mask[mask] = np.isfinite(d)
-    elif not len(result.xyz):
-        mask[:] = False
     return resize_nearest(mask, width, height)
