@@ -57,8 +57,8 @@ class QueryAnswer:
     pose (4, 4): centroid + oriented-box axes, None when empty; box_size (3,) metres along the box
     axes; mask (H, W) bool on the node's latest camera image (None unless asked for),
     mask_frame_id its optical frame; edit_xyz (K, 3) the edited scene (None unless asked for);
-    score (mean similarity), confidence (0..1), threshold, feature_source and message as the node
-    reports them.
+    score (mean similarity), confidence (0..1), threshold, feature_source ('fused' | 'student' |
+    'combined'), kind ('object' | 'support') and message as the node reports them.
     """
 
     stamp_ns: int
@@ -75,6 +75,7 @@ class QueryAnswer:
     confidence: float = 0.0
     threshold: float = 0.0
     feature_source: str = ''
+    kind: str = ''
     name: str = ''
     message: str = ''
 
@@ -243,7 +244,8 @@ class N3FClient:
             box_size=np.array([r.box_size.x, r.box_size.y, r.box_size.z]),
             mask=mask, mask_frame_id=r.mask.header.frame_id, edit_xyz=edit,
             score=float(r.score) if r.num_points else float('nan'), confidence=float(r.confidence),
-            threshold=float(r.threshold), feature_source=r.feature_source, name=r.name, message=resp.message)
+            threshold=float(r.threshold), feature_source=r.feature_source, kind=r.kind, name=r.name,
+            message=resp.message)
 
 
 __all__ = ['N3FClient', 'QueryAnswer', 'QueryRejected']

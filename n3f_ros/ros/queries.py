@@ -240,7 +240,7 @@ class QueryInterface:
             r.pose = ans.pose
         r.box_size = Vector3(x=ans.box_size[0], y=ans.box_size[1], z=ans.box_size[2])
         r.score, r.confidence, r.threshold = ans.score, ans.confidence, ans.threshold
-        r.feature_source = ans.feature_source
+        r.feature_source, r.kind = ans.feature_source, ans.kind
         if mask is not None:
             r.mask = mask
         if req.with_edit:

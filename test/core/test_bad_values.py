@@ -108,7 +108,8 @@ def test_outputs_do_not_wait_for_a_training_step(trained):
     """A query and the diagnostics are answered while the map lock is held (a long training step)
     and while another thread is re-extracting the cloud."""
     m, seq = trained
-    p = m.cloud().xyz[0]
+    cloud = m.cloud()
+    p = cloud.xyz[np.argmax(cloud.xyz[:, 2])]                # the top of an object
     held, release = threading.Event(), threading.Event()
 
     def long_step():

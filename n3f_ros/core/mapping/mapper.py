@@ -405,9 +405,8 @@ class Mapper:
         return cloud
 
     def _refused(self, reason: str) -> None:
-        with self._lock:
-            self._counters['queries_refused'] += 1
-            self._counters[f'queries_refused_{reason}'] += 1
+        self._count('queries_refused')
+        self._count(f'queries_refused_{reason}')
 
     def _answer(self, run, cloud: FeatureCloud) -> QueryResult:
         """Run a query function on ``cloud``, attach the cloud, source and confidence, count refusals."""
@@ -421,9 +420,8 @@ class Mapper:
             self._time('query', time.perf_counter() - t0)
         res.cloud = cloud
         res.feature_source = cloud.feature_source
-        with self._lock:
-            agreement = self.map.sources.agreement(cloud.feature_source)
-            self._counters['queries_answered'] += 1
+        agreement = self.map.sources.agreement(cloud.feature_source)   # floats of the current map: no lock
+        self._count('queries_answered')
         res.confidence = float(np.clip(agreement * res.separation, 0.0, 1.0))
         self.last_result = res
         return res
