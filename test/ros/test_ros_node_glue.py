@@ -437,15 +437,18 @@ def test_input_qos_parameter(make_node, scene, ros):
     _, helper = ros
     seq, frames, _ = scene
     node, submitted, player, _, ns = make_node([('input_qos', 'reliable'), ('input_qos_depth', 3)])
+    own = {sub.topic_name: sub.qos_profile for sub in node.subscriptions}
     for topic in ('image', 'depth', 'camera_info'):
-        [info] = helper.get_subscriptions_info_by_topic(f'{ns}/{topic}')
-        assert info.qos_profile.reliability.name == 'RELIABLE' and info.qos_profile.depth == 3, topic
+        [info] = helper.get_subscriptions_info_by_topic(f'{ns}/{topic}')      # as DDS discovery sees it
+        assert info.qos_profile.reliability.name == 'RELIABLE', topic
+        assert own[f'{ns}/{topic}'].depth == 3, topic                      # history depth is not on the wire
     _play_until(player, submitted, 2, frames)
     assert not node.set_parameters([Parameter('input_qos', value='sensor_data')])[0].successful
     node, *_, ns = make_node()
     [info] = helper.get_subscriptions_info_by_topic(f'{ns}/image')
     assert info.qos_profile.reliability.name == 'BEST_EFFORT'
-    assert info.qos_profile.depth == qos_profile_sensor_data.depth
+    own = {sub.topic_name: sub.qos_profile for sub in node.subscriptions}
+    assert own[f'{ns}/image'].depth == qos_profile_sensor_data.depth
 
 
 def test_interface_matches_the_documented_tables(make_node, ros):
