@@ -625,7 +625,7 @@ def run_soak(s: SoakSettings, log=print, json_path: str | None = None) -> dict:
 
 def soak_summary(samples: list, warmup: float, rss_ready: float = float('nan')) -> dict:
     """Images lost before the callback (1 - received / sent), RSS at start / after warm-up / end,
-    and the RSS slope after warm-up (least squares, MiB per hour)."""
+    and the RSS slope after warm-up and over the second half of the run (least squares, MiB per hour)."""
     if not samples:
         return {}
     last = samples[-1]
@@ -633,6 +633,8 @@ def soak_summary(samples: list, warmup: float, rss_ready: float = float('nan')) 
     rss = np.asarray([x['rss_mib'] for x in samples])
     after = t >= warmup
     slope = float(np.polyfit(t[after] / 3600.0, rss[after], 1)[0]) if after.sum() >= 3 else float('nan')
+    half = t >= t[-1] / 2
+    slope_half = float(np.polyfit(t[half] / 3600.0, rss[half], 1)[0]) if half.sum() >= 3 else float('nan')
     return {'minutes': float(last['t'] / 60.0), 'sent': int(last['sent']), 'received': float(last['received']),
             'lost_before_callback': 1.0 - float(last['received']) / max(1, last['sent']),
             'frames_integrated': float(last['frames_integrated']), 'train_steps': float(last['train_steps']),
@@ -640,7 +642,7 @@ def soak_summary(samples: list, warmup: float, rss_ready: float = float('nan')) 
             'rss_ready_mib': rss_ready, 'rss_first_mib': float(rss[0]),
             'rss_at_warmup_mib': float(rss[after][0]) if after.any() else float('nan'),
             'rss_end_mib': float(rss[-1]), 'rss_max_mib': float(rss.max()),
-            'rss_slope_after_warmup_mib_per_h': slope}
+            'rss_slope_after_warmup_mib_per_h': slope, 'rss_slope_last_half_mib_per_h': slope_half}
 
 
 def save_soak_plot(result: dict, png: str) -> None:

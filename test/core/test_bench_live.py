@@ -25,6 +25,8 @@ def test_soak_summary_flat_after_warmup_and_losses():
     assert flat['minutes'] == pytest.approx(25) and flat['rss_ready_mib'] == 900.0
     growing = soak_summary(_samples(25, lambda x: 1400 + x / 60.0), warmup=300.0)      # 1 MiB per minute
     assert growing['rss_slope_after_warmup_mib_per_h'] == pytest.approx(60.0, rel=1e-6)
+    assert growing['rss_slope_last_half_mib_per_h'] == pytest.approx(60.0, rel=1e-6)
+    assert abs(flat['rss_slope_last_half_mib_per_h']) < 1e-6
     assert soak_summary([], warmup=300.0) == {}
 
 
