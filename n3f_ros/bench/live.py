@@ -502,6 +502,7 @@ def run_latency_load(s: LatencySettings, log=print) -> dict:
                 periods = _diag_periods(obs.diag, t_start, t_end)
                 row = {'phase': name, 'cpu_hogs': hogs, 'seconds': t_end - t_start, 'queries': len(lat) + failures,
                        'failures': failures, 'empty_answers': empty, 'latency_s': _pct(lat),
+                       'latencies_s': [round(x, 4) for x in lat],
                        'diagnostics_period_s': periods,
                        'clouds_received': len(cloud_times),
                        'cloud_gap_max_s': float(np.max(np.diff(cloud_times))) if len(cloud_times) > 1 else float('nan'),
