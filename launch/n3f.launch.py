@@ -26,6 +26,14 @@ left running). The node is required: when it exits, the launch shuts down. When 
 effective world frame as its fixed frame (``-f``): the ``world_frame`` argument if given, else the
 params file's ``world_frame``, else the node's default.
 
+Large images (issue 14): the node runs with the Fast DDS profile ``config/fastdds_large_images.xml``
+(a 32 MB shared-memory segment; Fast DDS' default 512 KB lets most 640x480 and larger images at
+30 Hz be lost) through ``FASTDDS_DEFAULT_PROFILES_FILE`` (and ``FASTRTPS_DEFAULT_PROFILES_FILE`` on
+Humble/Jazzy, whose Fast DDS 2.x reads only that one).
+Argument ``fastdds_profile``: ``auto`` (default: that profile, unless the environment already names
+one), ``none``, or a profile file (checked before anything starts). The camera driver publishing
+the images needs the same profile in its own environment (README, "Large images").
+
 Only the standard ``launch`` / ``launch_ros`` API is used (``DeclareLaunchArgument``,
 ``OpaqueFunction``, ``LaunchConfiguration``, ``Shutdown``, ``LogInfo``, ``launch_ros.actions.Node``),
 plus this package's ROS-free interface data (node name) and parameter table (default world frame).
@@ -40,6 +48,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from n3f_ros.ros.interface import NODE_NAME
+from n3f_ros.ros.transport import AUTO, profile_environment
 
 PACKAGE = 'n3f_ros'
 
@@ -165,6 +174,13 @@ def node_remappings(context):
     return [(topic, LaunchConfiguration(arg).perform(context)) for arg, topic in INPUT_REMAPS.items()]
 
 
+def dds_environment(context):
+    """``additional_env`` of the node (and of the bag player): the Fast DDS profile variables for
+    the ``fastdds_profile`` argument (``n3f_ros.ros.transport.profile_environment``)."""
+    return profile_environment(LaunchConfiguration('fastdds_profile').perform(context),
+                               os.path.join(get_package_share_directory(PACKAGE), 'config'))
+
+
 def shutdown_on_failure(what, hint=''):
     """``on_exit`` callback: a non-zero exit of ``what`` (outside shutdown) logs why and ends the launch."""
     def on_exit(event, context):
@@ -183,6 +199,7 @@ def _launch_setup(context, *args, **kwargs):
     rviz = _as_bool('rviz', LaunchConfiguration('rviz').perform(context))
     parameters = node_parameters(context)
     remappings = node_remappings(context)
+    dds_env = dds_environment(context)        # before any action: a missing profile starts nothing
     if rviz:
         check_rviz2()                          # before any action: a missing rviz2 leaves nothing running
         world_frame = effective_world_frame(context)
@@ -196,6 +213,7 @@ def _launch_setup(context, *args, **kwargs):
             remappings=remappings,
             output='screen',
             emulate_tty=True,
+            additional_env=dds_env,
             on_exit=Shutdown(reason='n3f_node exited'),
         ),
     ]
@@ -237,6 +255,10 @@ def launch_arguments():
         DeclareLaunchArgument('teacher_random_init', default_value='',
                               description='Override: true = random teacher weights (tests/throughput only, '
                                           'no pretrained weights needed); empty = from params_file'),
+        DeclareLaunchArgument('fastdds_profile', default_value=AUTO,
+                              description="Fast DDS XML profile of the node: 'auto' = config/fastdds_large_images.xml "
+                                          "(large images over shared memory) unless the environment names one; "
+                                          "'none'; or a file"),
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               description='Use /clock (true when replaying a bag with --clock)'),
         DeclareLaunchArgument('rviz', default_value='false',

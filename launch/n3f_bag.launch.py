@@ -30,6 +30,11 @@ Order and failure handling:
    player that finishes a non-looping bag leaves the node running: its outputs run on a steady
    clock, so ``feature_cloud`` and ``diagnostics`` keep coming after ``/clock`` stops.
 
+Large images: the player publishes the bag's images, so it gets the node's Fast DDS profile too
+(``fastdds_profile``, default ``auto`` = ``config/fastdds_large_images.xml`` unless the environment
+names one; see n3f.launch.py): with Fast DDS' default transport most 640x480 and larger images at
+30 Hz would be lost between the player and the node.
+
 The input remappings default to the topic names of the synthetic bags written by ``n3f synth``,
 which are also the RealSense driver's: ``/camera/color/image_raw``, ``/camera/color/camera_info``,
 ``/camera/aligned_depth_to_color/image_raw``, plus ``/camera/pose`` (PoseStamped) or ``/odom``.
@@ -38,7 +43,7 @@ import os
 import re
 import shutil
 
-from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch.actions import (
     DeclareLaunchArgument,
     ExecuteProcess,
@@ -56,6 +61,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from n3f_ros.ros.interface import NODE_NAME, READY_LOG, READY_PATTERN
+from n3f_ros.ros.transport import AUTO, profile_environment
 
 PACKAGE = 'n3f_ros'
 
@@ -143,9 +149,16 @@ def check_player(context):
         raise ValueError(f"launch argument 'player' must be 'ros2' or 'n3f', got '{player}'")
 
 
+def player_environment(context):
+    """The player's additional environment: the Fast DDS profile of ``fastdds_profile``."""
+    return profile_environment(_arg(context, 'fastdds_profile'),
+                               os.path.join(get_package_share_directory(PACKAGE), 'config'))
+
+
 def _check_setup(context, *args, **kwargs):
     """First entity of the description: all checks, no actions."""
     check_player(context)
+    player_environment(context)          # a missing profile file: one clear error, nothing started
     return []
 
 
@@ -160,15 +173,18 @@ def is_n3f_node(action):
 class PlayerStarter:
     """Starts the player once, on the node's ready line; shuts the launch down on timeout or failure."""
 
-    def __init__(self, player_cmd, delay, ready_timeout, loop):
-        """``player_cmd``: argv of the player; ``delay``, ``ready_timeout``: seconds (0 = no timeout)."""
+    def __init__(self, player_cmd, delay, ready_timeout, loop, env=None):
+        """``player_cmd``: argv of the player; ``delay``, ``ready_timeout``: seconds (0 = no timeout);
+        ``env``: additional environment of the player (the Fast DDS profile)."""
         self.cmd, self.delay, self.ready_timeout, self.loop = player_cmd, delay, ready_timeout, loop
+        self.env = dict(env or {})
         self.started = False
         self._tail = ''               # end of the previous output chunk: a line may span two chunks
 
     def player(self):
         """The player process action."""
-        return ExecuteProcess(cmd=self.cmd, name='bag_player', output='screen', on_exit=self.on_player_exit)
+        return ExecuteProcess(cmd=self.cmd, name='bag_player', output='screen', additional_env=self.env,
+                              on_exit=self.on_player_exit)
 
     def on_node_output(self, event):
         """OnProcessIO callback (node stdout/stderr): the player once the ready line appears."""
@@ -205,7 +221,8 @@ class PlayerStarter:
 def _player_setup(context, *args, **kwargs):
     """Register the readiness handler that starts the player, and the ready timeout."""
     starter = PlayerStarter(player_command(context), float(_arg(context, 'delay')),
-                            float(_arg(context, 'ready_timeout')), _arg(context, 'loop').lower() in TRUE_WORDS)
+                            float(_arg(context, 'ready_timeout')), _arg(context, 'loop').lower() in TRUE_WORDS,
+                            env=player_environment(context))
     actions = [RegisterEventHandler(OnProcessIO(target_action=is_n3f_node, on_stdout=starter.on_node_output,
                                                 on_stderr=starter.on_node_output))]
     if starter.ready_timeout > 0:
@@ -227,6 +244,10 @@ def generate_launch_description():
                               description='[s] shut down if the node is not ready by then; 0 = wait forever'),
         DeclareLaunchArgument('player', default_value='ros2',
                               description="'ros2' (ros2 bag play) or 'n3f' (n3f play, no rosbag2 needed)"),
+        DeclareLaunchArgument('fastdds_profile', default_value=AUTO,
+                              description="Fast DDS XML profile of the player and the node: 'auto' = "
+                                          'config/fastdds_large_images.xml unless the environment names one; '
+                                          "'none'; or a file"),
     ] + [
         DeclareLaunchArgument(name, default_value=topic,
                               description=f'Bag topic remapped to the node input {name}')

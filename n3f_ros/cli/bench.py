@@ -1,6 +1,8 @@
-"""``n3f bench quality|speed|stereo|latency|all``: the SPEC §5 benchmarks (see n3f_ros/bench/)."""
+"""``n3f bench quality|speed|stereo|latency|all``: the SPEC §5 benchmarks; ``n3f bench dds|node-rx|
+latency-load|soak``: the node and its transport from outside (issue 14). See n3f_ros/bench/."""
 from __future__ import annotations
 
+import json
 import os
 
 MODES = ('rgbd', 'rgb', 'rgb_colour')     # n3f_ros.bench.quality.MODES (not imported: keeps --help fast)
@@ -73,6 +75,49 @@ def add_parser(sub) -> None:
     a.add_argument('--modes', default='rgbd,rgb', help='modes of the quality runs (comma separated)')
     a.add_argument('--out', default='bench_results', help='folder for JSON, plots and report.md')
     a.set_defaults(func=_all)
+
+    d = bsub.add_parser('dds', help='delivered/sent of rgb8 + 16UC1 depth + camera_info between two processes, '
+                                    'per image size and DDS set-up (default Fast DDS vs the shipped profile)')
+    d.add_argument('--sizes', default='320x240,640x480,1280x720')
+    d.add_argument('--rate', type=float, default=30.0, help='Hz')
+    d.add_argument('--duration', type=float, default=10.0, help='seconds of publishing per case and size')
+    d.add_argument('--cases', default='default,shipped',
+                   help='comma-separated names of n3f_ros.bench.dds.CASES, or "all"')
+    d.add_argument('--json', help='write results to this JSON file')
+    d.add_argument('--out', default='bench_results', help='folder for the plot (dds.png)')
+    d.set_defaults(func=_dds)
+
+    r = bsub.add_parser('node-rx', help="what n3f_node itself receives (its received/* diagnostics) of a 30 Hz "
+                                        'camera stream, per image size')
+    r.add_argument('--sizes', default='640x480,1280x720')
+    r.add_argument('--rate', type=float, default=30.0, help='Hz')
+    r.add_argument('--duration', type=float, default=30.0, help='seconds of feeding per size')
+    r.add_argument('--transports', default='shipped', help="comma-separated: shipped, default")
+    r.add_argument('--json', help='write results to this JSON file')
+    r.set_defaults(func=_node_rx)
+
+    lt = bsub.add_parser('latency-load', help='~/query latency and diagnostics period of n3f_node mapping a '
+                                              '30 Hz stream with a feature_cloud subscriber, idle and beside '
+                                              'CPU-bound processes')
+    lt.add_argument('--size', default='320x240')
+    lt.add_argument('--warmup', type=float, default=60.0, help='seconds of mapping before the first phase')
+    lt.add_argument('--phase-seconds', type=float, default=120.0, help='seconds of queries per phase')
+    lt.add_argument('--hogs', default='0,2', help='CPU-bound processes per phase, comma-separated')
+    lt.add_argument('--with-mask', action='store_true', help='queries also render the 2D mask')
+    lt.add_argument('--json', help='write results to this JSON file')
+    lt.set_defaults(func=_latency_load)
+
+    k = bsub.add_parser('soak', help='n3f_node fed at 30 Hz for a long run: RSS over time, images lost before '
+                                     'the callback (not CI: >= 20 min)')
+    k.add_argument('--size', default='320x240')
+    k.add_argument('--minutes', type=float, default=25.0)
+    k.add_argument('--warmup', type=float, default=300.0, help='seconds excluded from the RSS slope')
+    k.add_argument('--no-cloud-subscriber', action='store_true', help='no feature_cloud subscriber attached')
+    k.add_argument('--node-env', action='append', default=[], metavar='KEY=VALUE',
+                   help='extra environment of the node process (e.g. MALLOC_ARENA_MAX=2), repeatable')
+    k.add_argument('--json', help='write results to this JSON file (also every minute while running)')
+    k.add_argument('--out', default='bench_results', help='folder for the plot (soak_<size>.png)')
+    k.set_defaults(func=_soak)
 
 
 def _run_name(teacher: str, scene: str, mode: str, seed: int) -> str:
@@ -169,6 +214,55 @@ def _speed(args) -> int:
     r = run_speed(devices=args.device, sizes=_sizes(args.sizes), quick=args.quick)
     os.makedirs(args.out, exist_ok=True)
     return _report(r, format_table, save_plot, write_json, os.path.join(args.out, 'speed.png'), args.json)
+
+
+def _dds(args) -> int:
+    from n3f_ros.bench.dds import CASES, Settings, format_table, run_dds, save_plot, write_json
+    names = list(CASES) if args.cases == 'all' else [c.strip() for c in args.cases.split(',') if c.strip()]
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        raise SystemExit(f"--cases: unknown {unknown}; known: {', '.join(CASES)}")
+    r = run_dds(Settings(sizes=tuple(_sizes(args.sizes)), rate=args.rate, duration=args.duration,
+                         cases=[CASES[n] for n in names]))
+    os.makedirs(args.out, exist_ok=True)
+    return _report(r, format_table, save_plot, write_json, os.path.join(args.out, 'dds.png'), args.json)
+
+
+def _node_rx(args) -> int:
+    from n3f_ros.bench.node_load import ReceiveSettings, run_receive, write_json
+    r = run_receive(ReceiveSettings(sizes=tuple(_sizes(args.sizes)), rate=args.rate, duration=args.duration,
+                                    transports=tuple(t.strip() for t in args.transports.split(','))))
+    if args.json:
+        write_json(r, args.json)
+        print(f'json: {args.json}')
+    return 0
+
+
+def _latency_load(args) -> int:
+    from n3f_ros.bench.node_load import LatencySettings, run_latency_load, write_json
+    hogs = [int(h) for h in args.hogs.split(',')]
+    phases = tuple(('idle' if h == 0 else f'{h} cpu hogs', h) for h in hogs)
+    (w, h), = _sizes(args.size)
+    r = run_latency_load(LatencySettings(size=(w, h), phases=phases, warmup=args.warmup,
+                                         phase_seconds=args.phase_seconds, with_mask=args.with_mask))
+    if args.json:
+        write_json(r, args.json)
+        print(f'json: {args.json}')
+    return 0
+
+
+def _soak(args) -> int:
+    from n3f_ros.bench.node_load import SoakSettings, run_soak, save_soak_plot
+    (w, h), = _sizes(args.size)
+    node_env = dict(kv.split('=', 1) for kv in args.node_env)
+    r = run_soak(SoakSettings(size=(w, h), minutes=args.minutes, warmup=args.warmup,
+                              cloud_subscriber=not args.no_cloud_subscriber, node_env=node_env), json_path=args.json)
+    print(json.dumps(r['summary'], indent=1))
+    os.makedirs(args.out, exist_ok=True)
+    png = os.path.join(args.out, f'soak_{w}x{h}.png' if not node_env else f'soak_{w}x{h}_env.png')
+    save_soak_plot(r, png)
+    print(f'plot: {png}')
+    return 0
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ import threading
 import numpy as np
 
 from n3f_ros.core.camera import PinholeCamera
-from n3f_ros.core.raster import clean_depth, resize_nearest, valid_depth
+from n3f_ros.core.raster import clean_depth, resize_nearest
 from n3f_ros.io.decode import MessageError
 
 #: default largest lead (seconds) of a stamp over the node clock
@@ -105,12 +105,12 @@ def check_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = np
     (``core.raster.clean_depth``). Returns (float32 depth, fraction of valid pixels). Raises
     ``'bad_depth'`` when no pixel is valid (the depth image is dropped).
     """
-    ok = valid_depth(depth, min_depth, max_depth)
-    frac = float(ok.mean()) if ok.size else 0.0
+    cleaned = clean_depth(depth, min_depth, max_depth)
+    frac = float(np.count_nonzero(cleaned)) / cleaned.size if cleaned.size else 0.0   # valid <=> > 0 after cleaning
     if frac == 0.0:
         raise MessageError('bad_depth', f'depth image has no valid pixel in [{min_depth:g}, {max_depth:g}] m '
                                         '(all NaN, zero, negative or out of range)')
-    return clean_depth(depth, min_depth, max_depth), frac
+    return cleaned, frac
 
 
 #: longest untrusted string (names, frame ids) quoted in a log line or error, characters

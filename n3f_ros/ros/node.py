@@ -43,7 +43,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import SetBool, Trigger
 
@@ -57,6 +57,7 @@ from n3f_ros.io.frame_assembler import FrameAssembler
 from n3f_ros.io.validation import StampMonitor, safe_text
 from n3f_ros.ros.interface import READY_LOG
 from n3f_ros.ros.parameters import PARAMETERS, descriptor, validate
+from n3f_ros.ros.qos import input_qos
 from n3f_ros.ros.queries import QueryInterface
 
 #: seconds between two log lines for the same (topic, reason)
@@ -161,7 +162,7 @@ class N3FNode(Node):
         self._g_diag = MutuallyExclusiveCallbackGroup()
         self._g_pose = MutuallyExclusiveCallbackGroup()
         sub = self.create_subscription
-        sensor = qos_profile_sensor_data
+        sensor = input_qos(self.p['input_qos'], self.p['input_qos_depth'])     # camera inputs
         if self.p['pose_source'] == 'odom':
             from nav_msgs.msg import Odometry
             sub(Odometry, 'odom', self.guard('odom', self._on_odom), POSE_QOS,

@@ -18,6 +18,7 @@ from n3f_ros.core.mapping.config import engine_options
 from n3f_ros.core.options import OptionInfo, check_value, constraint_text
 from n3f_ros.io.pairing import PairingRule
 from n3f_ros.io.validation import MAX_FUTURE_DT
+from n3f_ros.ros.qos import DEFAULT_INPUT_DEPTH, INPUT_QOS
 
 #: a parameter is an OptionInfo (name, default, type, description, unit, range, choices, length, live)
 Param = OptionInfo
@@ -35,6 +36,12 @@ NODE_PARAMETERS: tuple[Param, ...] = (
           '(T_child_cam; used with pose_source odom)', unit='m, quaternion', length=7),
     Param('image_transport', 'raw', _S, "'raw': sensor_msgs/Image on `image`; 'compressed': "
           'sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`', choices=('raw', 'compressed')),
+    Param('input_qos', INPUT_QOS[0], _S, "QoS of image, depth and camera_info: 'sensor_data' (best effort: "
+          "matches any publisher, a busy node drops old frames) or 'reliable' (reliable publishers only, lost "
+          'fragments repaired: replays). Images over 512 KB also need config/fastdds_large_images.xml in the '
+          'publishing process (README, Large images)', choices=INPUT_QOS),
+    Param('input_qos_depth', DEFAULT_INPUT_DEPTH, _I, 'history depth of those subscriptions (messages kept per '
+          'topic while the node is busy)', range=(1, 100)),
     Param('max_pose_dt', PairingRule().max_pose_dt, _D, 'a frame with no pose within this of its stamp is dropped '
           '(and depth is paired with an image within this)', 's', (0.001, 1.0), live=True),
     Param('tf_timeout', 0.2, _D, 'pose_source tf: how long an image waits for late transforms before it is '
@@ -51,7 +58,8 @@ NODE_PARAMETERS: tuple[Param, ...] = (
 
 #: order of the parameters (README table, config/n3f.yaml): (section title, names or a name prefix)
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ('frames and inputs', ('world_frame', 'pose_source', 'camera_extrinsic', 'image_transport', 'use_depth',
+    ('frames and inputs', ('world_frame', 'pose_source', 'camera_extrinsic', 'image_transport', 'input_qos',
+                           'input_qos_depth', 'use_depth',
                            'stereo_depth', 'min_depth', 'max_depth', 'max_pose_dt', 'tf_timeout', 'max_future_dt',
                            'max_position', 'queue_size')),
     ('teacher (DINO ViT via timm)', ('teacher_model', 'teacher_checkpoint', 'teacher_random_init',

@@ -78,8 +78,9 @@ def test_ament_index_finds_package_and_data_files(ament_env):
             assert installed.is_file(), f'{folder}/{name} not installed under {share}'
             assert installed.read_bytes() == (REPO / folder / name).read_bytes()
     for required in ('launch/n3f.launch.py', 'launch/n3f_bag.launch.py', 'config/n3f.yaml',
-                     'config/realsense_wrist.yaml', 'rviz/n3f.rviz'):
+                     'config/realsense_wrist.yaml', 'config/fastdds_large_images.xml', 'rviz/n3f.rviz'):
         assert (share / required).is_file(), required
+        assert (share / required).read_bytes() == (REPO / required).read_bytes(), required
 
 
 def test_launch_file_default_paths_exist_in_install(ament_env):

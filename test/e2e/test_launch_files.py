@@ -64,6 +64,8 @@ STANDARD_API = {
     # this package's ROS-free data: node name, ready line (interface), parameter defaults
     'n3f_ros.ros.interface': {'NODE_NAME', 'READY_LOG', 'READY_PATTERN'},
     'n3f_ros.ros.parameters': {'defaults'},
+    # the Fast DDS profile for large images (ROS-free)
+    'n3f_ros.ros.transport': {'AUTO', 'profile_environment'},
 }
 
 
@@ -425,6 +427,67 @@ def test_node_launch_rejects_bad_booleans(launch_api):
     ld = load_launch_file(NODE_LAUNCH).generate_launch_description()
     with pytest.raises(ValueError, match='use_depth'):
         run_description(ld, {'use_depth': 'ture'})
+
+
+@pytest.fixture
+def no_profile_env(monkeypatch):
+    """An environment that names no Fast DDS profile (a fresh shell) of an unknown distro (the pip
+    world: Kilted wheels, Fast DDS 3)."""
+    from n3f_ros.ros.transport import FASTDDS_PROFILE_VARIABLES
+    for var in FASTDDS_PROFILE_VARIABLES + ('ROS_DISTRO',):
+        monkeypatch.delenv(var, raising=False)
+    return FASTDDS_PROFILE_VARIABLES
+
+
+def test_node_launch_gives_the_node_the_large_image_profile(launch_api, no_profile_env, monkeypatch, tmp_path):
+    """Default: the node's environment names the installed config/fastdds_large_images.xml (issue 14)
+    in FASTDDS_DEFAULT_PROFILES_FILE, and on Fast DDS 2.x distros also in FASTRTPS_DEFAULT_PROFILES_FILE
+    (Kilted warns about that one: not set there); a profile already in the environment wins; 'none'
+    sets nothing; another file is passed as is; a missing file is an error before any action."""
+    fastdds, fastrtps = no_profile_env
+    ld = load_launch_file(NODE_LAUNCH).generate_launch_description()
+    args, _, actions = run_description(ld)
+    assert args['fastdds_profile'].kwargs['default_value'] == 'auto'
+    [node] = nodes(actions, 'n3f_ros')
+    shipped = str(launch_api.share / 'config' / 'fastdds_large_images.xml')
+    assert node.kwargs['additional_env'] == {fastdds: shipped}
+    assert Path(shipped).is_file()
+    for distro, expected in (('humble', {fastdds: shipped, fastrtps: shipped}), ('jazzy', {fastdds: shipped,
+                             fastrtps: shipped}), ('kilted', {fastdds: shipped}), ('rolling', {fastdds: shipped})):
+        monkeypatch.setenv('ROS_DISTRO', distro)
+        _, _, actions = run_description(ld)
+        assert nodes(actions, 'n3f_ros')[0].kwargs['additional_env'] == expected, distro
+    monkeypatch.delenv('ROS_DISTRO')
+    own = tmp_path / 'site.xml'
+    own.write_text('<dds/>')
+    _, _, actions = run_description(ld, {'fastdds_profile': str(own)})
+    assert nodes(actions, 'n3f_ros')[0].kwargs['additional_env'] == {fastdds: str(own)}
+    _, _, actions = run_description(ld, {'fastdds_profile': 'none'})
+    assert nodes(actions, 'n3f_ros')[0].kwargs['additional_env'] == {}
+    before = len(CREATED)
+    with pytest.raises(RuntimeError, match='not a file'):
+        run_description(ld, {'fastdds_profile': str(tmp_path / 'missing.xml')})
+    assert CREATED[before:] == []
+    monkeypatch.setenv(fastrtps, str(own))        # a site's own profile (the Humble/Jazzy name)
+    _, _, actions = run_description(ld)
+    assert nodes(actions, 'n3f_ros')[0].kwargs['additional_env'] == {}
+
+
+def test_bag_player_gets_the_same_profile(launch_api, no_profile_env):
+    """The bag player publishes the images: it gets the profile too, and the included node launch
+    sees the same argument."""
+    install_rosbag2(launch_api)
+    ld = bag_ld()
+    args, context, actions = run_description(ld, {'bag': str(launch_api.bag), 'delay': '0'})
+    assert args['fastdds_profile'].kwargs['default_value'] == 'auto'
+    handler, _ = _handler(actions)
+    _log, player = handler.kwargs['on_stderr'](FakeEvent(b'[INFO] [1] [n3f]: ready: x\n'))
+    shipped = str(launch_api.share / 'config' / 'fastdds_large_images.xml')
+    assert player.kwargs['additional_env'] == {no_profile_env[0]: shipped}
+    node_args, _, _ = run_description(load_launch_file(NODE_LAUNCH).generate_launch_description())
+    assert 'fastdds_profile' in node_args
+    with pytest.raises(RuntimeError, match='not a file'):
+        run_description(ld, {'bag': str(launch_api.bag), 'fastdds_profile': '/nope.xml'})
 
 
 def test_node_launch_params_files_exist_and_match_table():

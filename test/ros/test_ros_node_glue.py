@@ -462,6 +462,27 @@ def test_qos_of_outputs(make_node, ros):
     assert pose_type == 'geometry_msgs/msg/PoseStamped' and PoseStamped.__name__ in pose_type
 
 
+def test_input_qos_parameter(make_node, scene, ros):
+    """input_qos / input_qos_depth set the QoS of image, depth and camera_info (default: best effort,
+    depth 5, as qos_profile_sensor_data); reliable subscriptions still get the (reliable) player's
+    frames; both are fixed at start (read-only)."""
+    _, helper = ros
+    seq, frames, _ = scene
+    node, submitted, player, _, ns = make_node([('input_qos', 'reliable'), ('input_qos_depth', 3)])
+    own = {sub.topic_name: sub.qos_profile for sub in node.subscriptions}
+    for topic in ('image', 'depth', 'camera_info'):
+        [info] = helper.get_subscriptions_info_by_topic(f'{ns}/{topic}')      # as DDS discovery sees it
+        assert info.qos_profile.reliability.name == 'RELIABLE', topic
+        assert own[f'{ns}/{topic}'].depth == 3, topic                      # history depth is not on the wire
+    _play_until(player, submitted, 2, frames)
+    assert not node.set_parameters([Parameter('input_qos', value='sensor_data')])[0].successful
+    node, *_, ns = make_node()
+    [info] = helper.get_subscriptions_info_by_topic(f'{ns}/image')
+    assert info.qos_profile.reliability.name == 'BEST_EFFORT'
+    own = {sub.topic_name: sub.qos_profile for sub in node.subscriptions}
+    assert own[f'{ns}/image'].depth == qos_profile_sensor_data.depth
+
+
 def test_interface_matches_the_documented_tables(make_node, ros):
     """The running node's topics/types/services equal n3f_ros/ros/interface.py (the README source)."""
     from n3f_ros.ros import interface
@@ -520,6 +541,7 @@ def test_client_spinning_itself_and_bad_requests(make_node, scene, ros):
 
 
 @pytest.mark.parametrize('override,message', [('pose_source:=gps', 'expected one of pose, odom, tf'),
+                                              ('input_qos:=best_effort', 'expected one of sensor_data, reliable'),
                                               ('min_depth:=1', "expecting type 'DOUBLE'"),
                                               ('camera_extrinsic:=[0.0]', 'camera_extrinsic needs 7 values')])
 def test_bad_parameters_stop_the_node_with_a_clear_message(override, message):

@@ -45,7 +45,8 @@ def test_types_match_defaults():
     ('pose_source', 'gps'), ('image_transport', 'theora'), ('edit_mode', 'delete'), ('device', 'gpu'),
     ('device', 'cuda:x'), ('min_depth', -1.0), ('queue_size', 0), ('cloud_rate', float('nan')),
     ('camera_extrinsic', [0.0] * 7), ('camera_extrinsic', [0.0] * 6),
-    ('scene_bounds', [0.0, 0, 0, -1, 1, 1]),
+    ('scene_bounds', [0.0, 0, 0, -1, 1, 1]), ('input_qos', 'best_effort'), ('input_qos', ''),
+    ('input_qos_depth', 0), ('input_qos_depth', 101),
 ])
 def test_validate_rejects(name, value):
     assert P.validate(name, value)
@@ -55,6 +56,7 @@ def test_validate_accepts():
     assert P.validate('device', 'cuda:1') is None
     assert P.validate('scene_bounds', [-1.0, -1, 0, 1, 1, 1]) is None
     assert P.validate('use_sim_time', True) is None
+    assert P.validate('input_qos', 'reliable') is None and P.validate('input_qos_depth', 1) is None
 
 
 def test_table_and_descriptors():
