@@ -1,7 +1,8 @@
 """The live node under load, from outside (issue 14): its own console script, real DDS, three processes.
 
 * the **node**: ``n3f_node`` with the shipped ``config/n3f.yaml`` (random-init teacher by default:
-  same architecture and cost, no weights needed), in its own process (:class:`NodeUnderTest`);
+  same architecture and cost, no weights needed), in its own process (``start_node``, a
+  :class:`~n3f_ros.bench.node_process.NodeProcess`);
 * the **feeder**: a camera-like stream of a synthetic scene (rgb8 + 16UC1 depth + camera_info +
   PoseStamped, all with the publication time as stamp) at ``rate`` Hz, reliable keep-last-10 like a
   RealSense driver, in its own process (``python -m n3f_ros.bench.node_load feed``, :class:`Feeder`); a
@@ -32,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from n3f_ros.bench.dds import config_dir, transport_env
+from n3f_ros.bench.dds import transport_env
+from n3f_ros.bench.node_process import NodeProcess
 
 #: the node's namespace in these benchmarks (its topics: /n3f_bench/image, ...); ``N3F_BENCH_NS``
 #: in the environment gives another (two benchmarks at once in one ROS domain)
@@ -94,47 +96,11 @@ def cpu_hogs(n: int):
 # the node
 # ---------------------------------------------------------------------------------------------
 
-class NodeUnderTest:
-    """``n3f_node --ros-args --params-file config/n3f.yaml -r __ns:=NAMESPACE -p k:=v ...``."""
-
-    def __init__(self, params: dict, transport: str, log_path: str, nice: int = 0, env: dict | None = None):
-        exe = os.path.join(os.path.dirname(sys.executable), 'n3f_node')
-        cmd = [exe] if os.path.exists(exe) else [sys.executable, '-m', 'n3f_ros.ros.node_main']
-        cmd += ['--ros-args', '--params-file', os.path.join(config_dir(), 'n3f.yaml'), '-r', f'__ns:={NAMESPACE}']
-        for k, v in dict(BASE_PARAMS, **params).items():
-            cmd += ['-p', f'{k}:={v}']
-        if nice:
-            cmd = ['nice', '-n', str(nice)] + cmd
-        self.log_path = log_path
-        self._log = open(log_path, 'w')
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env(transport, env))
-        self.pid = self.proc.pid          # nice execs the node: same pid
-
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f'n3f_node exited ({self.proc.returncode}):\n{self.tail()}')
-            with open(self.log_path) as f:
-                if 'ready:' in f.read():
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f'n3f_node not ready after {timeout:g} s:\n{self.tail()}')
-
-    def tail(self, n: int = 30) -> str:
-        with open(self.log_path) as f:
-            return ''.join(f.readlines()[-n:])
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
+def start_node(params: dict, transport: str, log_path: str, nice: int = 0, env: dict | None = None) -> NodeProcess:
+    """``n3f_node`` with the shipped config, ``BASE_PARAMS`` + ``params``, in :data:`NAMESPACE`, with
+    the environment of ``transport`` (``dds.transport_env``) and ``env``."""
+    overrides = {'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1'), **transport_env(transport), **(env or {})}
+    return NodeProcess(dict(BASE_PARAMS, **params), NAMESPACE, log_path, env=overrides, nice=nice)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +344,7 @@ def run_receive(s: ReceiveSettings, log=print) -> dict:
     with tempfile.TemporaryDirectory(prefix='n3f_bench_rx_') as tmp:
         for transport in s.transports:
             for (w, h) in s.sizes:
-                node = NodeUnderTest(dict(s.params or {}), transport, os.path.join(tmp, 'node.log'))
+                node = start_node(dict(s.params or {}), transport, os.path.join(tmp, 'node.log'))
                 obs = feeder = None
                 try:
                     node.wait_ready()
@@ -467,7 +433,7 @@ def run_latency_load(s: LatencySettings, log=print) -> dict:
     params = dict(s.params or {})
     phases = []
     with tempfile.TemporaryDirectory(prefix='n3f_bench_lat_') as tmp:
-        node = NodeUnderTest(params, s.transport, os.path.join(tmp, 'node.log'))
+        node = start_node(params, s.transport, os.path.join(tmp, 'node.log'))
         obs = feeder = None
         try:
             node.wait_ready()
@@ -574,7 +540,7 @@ def run_soak(s: SoakSettings, log=print, json_path: str | None = None) -> dict:
                            'node_env': dict(s.node_env or {}), 'nice': os.nice(0)},
               'samples': samples}
     with tempfile.TemporaryDirectory(prefix='n3f_bench_soak_') as tmp:
-        node = NodeUnderTest(params, s.transport, os.path.join(tmp, 'node.log'), env=s.node_env)
+        node = start_node(params, s.transport, os.path.join(tmp, 'node.log'), env=s.node_env)
         obs = feeder = None
         try:
             node.wait_ready()

@@ -38,14 +38,24 @@ def node_command(params: dict, ns: str, remaps: dict | None = None, params_file=
 
 
 class NodeProcess:
-    """The node in its own process, output to ``log`` (a path)."""
+    """The node in its own process, output to ``log`` (a path). ``env``: variables to set (a value
+    of None removes one); ``nice``: a positive niceness runs it at lower priority (same pid)."""
 
-    def __init__(self, params: dict, ns: str, log, env: dict | None = None, remaps: dict | None = None):
+    def __init__(self, params: dict, ns: str, log, env: dict | None = None, remaps: dict | None = None,
+                 nice: int = 0):
         self.log = pathlib.Path(log)
-        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0', **(env or {}))
+        full = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0')
+        for k, v in (env or {}).items():
+            if v is None:
+                full.pop(k, None)
+            else:
+                full[k] = str(v)
+        cmd = node_command(params, ns, remaps)
+        if nice:
+            cmd = ['nice', '-n', str(int(nice))] + cmd
         with open(self.log, 'w') as out:
-            self.proc = subprocess.Popen(node_command(params, ns, remaps), stdout=out, stderr=subprocess.STDOUT,
-                                         env=env)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full)
+        self.pid = self.proc.pid                  # nice execs the node: same pid
         self.started = time.monotonic()
 
     def text(self) -> str:
