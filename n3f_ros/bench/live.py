@@ -200,8 +200,10 @@ def run_live(s: LiveSettings, log=print) -> tuple[LiveResult, LiveArtifacts]:
         spin = threading.Thread(target=ex.spin, daemon=True)
         spin.start()
         # play once the node subscribes to every input (a camera_info missed at the start drops images)
+        # (and the image topic for this process's listener too: the first frame's time is its arrival here)
+        wait = [f'{t}=2' if t == topics.image else t for t in remaps.values()]
         player = subprocess.Popen([sys.executable, '-m', 'n3f_ros.cli.main', 'play', str(bag), '--quiet',
-                                   '--wait-topic', *remaps.values(), '--wait-subscribers', '120'],
+                                   '--wait-topic', *wait, '--wait-subscribers', '120'],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _session(s, res, node, player, listener, client, seeds, gt, log)
         if s.masks:

@@ -69,9 +69,10 @@ def add_parser(subparsers) -> None:
                    help='[s] wait up to S for every topic to have a subscriber before playing '
                         '(then play anyway); with --wait-topic: how long to wait for those '
                         f'(default {WAIT_TOPIC_TIMEOUT:g})')
-    p.add_argument('--wait-topic', nargs='+', metavar='TOPIC', default=None,
-                   help='bag topics that must have a subscriber before playing (exit 3 if none after '
-                        '--wait-subscribers S); names not in the bag are skipped, at least one must be in it')
+    p.add_argument('--wait-topic', nargs='+', metavar='TOPIC[=N]', default=None,
+                   help='bag topics that must have a subscriber (N subscribers with TOPIC=N) before playing '
+                        '(exit 3 if not after --wait-subscribers S); names not in the bag are skipped, at least '
+                        'one must be in it')
     p.add_argument('--quiet', action='store_true', help='no progress output')
     p.set_defaults(func=run)
 
@@ -261,7 +262,11 @@ def run(args) -> int:
                 message_class(infos[topic].msgtype)
             except (LookupError, ValueError) as exc:
                 return _error(f'topic {topic}: {exc}')
-        required = [t for t in args.wait_topic or () if t in topics]
+        try:
+            wanted = parse_wait_topics(args.wait_topic)
+        except ValueError as exc:
+            return _error(str(exc))
+        required = {t: n for t, n in wanted.items() if t in topics}
         if args.wait_topic and not required:
             return _error(f"none of the --wait-topic topics ({', '.join(args.wait_topic)}) is played from bag "
                           f'{bag.path}; the bag has:\n{bag.describe_topics()}')
@@ -303,7 +308,7 @@ def _play(args, bag, topics, infos, remaps, schedule_cls, required=()) -> int:
             if not args.quiet:
                 print(f"[n3f play] waiting up to {timeout:g} s for a subscriber on "
                       f"{', '.join(remaps.get(t, t) for t in required)}", file=sys.stderr, flush=True)
-            missing = _wait_for_subscribers(waiting, timeout)
+            missing = _wait_for_subscribers(waiting, timeout, required)
             if missing:
                 names = ', '.join(remaps.get(t, t) for t in missing)
                 print(f'n3f play: error: no subscriber on {names} after {timeout:g} s: is the node running, '
@@ -359,8 +364,24 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _wait_for_subscribers(publishers: dict, timeout: float) -> list:
-    """Wait up to ``timeout`` s until every publisher is matched by at least one subscription.
+def parse_wait_topics(items) -> dict:
+    """``--wait-topic`` arguments ``TOPIC`` or ``TOPIC=N`` -> {topic: subscriptions needed (N, default 1)}."""
+    out = {}
+    for item in items or ():
+        topic, sep, n = str(item).partition('=')
+        try:
+            count = int(n) if sep else 1
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ValueError(f'--wait-topic {item!r}: expected TOPIC or TOPIC=N with N >= 1')
+        out[topic] = count
+    return out
+
+
+def _wait_for_subscribers(publishers: dict, timeout: float, counts: dict | None = None) -> list:
+    """Wait up to ``timeout`` s until every publisher is matched by at least one subscription
+    (``counts``: topic -> how many, default 1).
 
     Returns the topics still without a subscriber ([] when all matched). Once matched, waits
     :data:`MATCH_SETTLE` s more: the publisher may see the subscription before the subscription
@@ -369,7 +390,7 @@ def _wait_for_subscribers(publishers: dict, timeout: float) -> list:
     """
     end = time.monotonic() + timeout
     while True:
-        missing = [t for t, p in publishers.items() if p.get_subscription_count() == 0]
+        missing = [t for t, p in publishers.items() if p.get_subscription_count() < (counts or {}).get(t, 1)]
         if not missing:
             time.sleep(MATCH_SETTLE)
             return []

@@ -95,7 +95,9 @@ class QueryInterface:
         try:
             result, why = query(), ''
         except (CloudError, KeyError, ValueError) as e:
-            result, why = None, str(e).strip('"\'')
+            text = str(e).strip('"\'')
+            reason = getattr(e, 'reason', None)              # QueryError's stable code (empty_map, too_large, ...)
+            result, why = None, f'{reason}: {text}' if reason else text
         self.latency_ms = 1000.0 * (time.perf_counter() - t0)
         self.node.counters.add('queries')
         if result is None or len(result) == 0:

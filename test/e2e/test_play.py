@@ -358,3 +358,12 @@ def test_wait_topic_without_subscriber_fails_clearly(tmp_path):
     proc = run_play(bag, '--wait-topic', '/not/in/bag')
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and 'none of the --wait-topic topics' in err and '/camera/pose' in err, err
+
+
+def test_wait_topic_counts():
+    from n3f_ros.cli.play import parse_wait_topics
+    assert parse_wait_topics(['/a', '/b=2']) == {'/a': 1, '/b': 2}
+    assert parse_wait_topics(None) == {}
+    for bad in ('/a=0', '/a=x'):
+        with pytest.raises(ValueError, match='TOPIC=N'):
+            parse_wait_topics([bad])

@@ -136,7 +136,7 @@ def answers(ros, mapped, scene):
 def test_query_point_answer_contract(answers):
     for ans, _ in answers.values():
         assert not ans.empty and ans.frame_id == WORLD and ans.pose is not None
-        assert np.all(ans.box_size > 0) and np.isfinite(ans.score) and 0 <= ans.threshold <= 1
+        assert np.all(ans.box_size > 0) and np.isfinite(ans.score) and -1 <= ans.threshold <= 1
         assert ans.feature_source and 0.0 <= ans.confidence <= 1.0
         assert np.all(ans.similarity >= 0) and np.all(np.isfinite(ans.xyz))
 

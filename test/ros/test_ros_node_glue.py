@@ -192,7 +192,7 @@ def test_query_service_and_topics_give_the_same_answers(make_node, scene, ros):
         _sub(helper, MarkerArray, f'{ns}/query/markers', qos=LATCHED)
     empty = client.query_point([0.0, 0.0, 0.0], timeout=20.0)           # before any frame: empty
     assert empty.empty and empty.pose is None and empty.mask is None     # no image yet: a 0x0 mask
-    assert empty.message == 'the map is empty'
+    assert empty.message == 'empty_map: the map is empty'
     _play_until(player, submitted, 2, frames)
     node.mapper.set_paused(True)                     # the map stays as it is: both paths see the same one
     label = int(np.unique(gt.labels)[-1])
