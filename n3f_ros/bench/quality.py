@@ -410,7 +410,8 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
     if s.map_out:
         mapper.save(s.map_out)
     if s.views_png:
-        save_feature_views(s.views_png, points, t_feats, f_feats, mapper.field.query_features(points))
+        save_feature_views(s.views_png, points, t_feats, f_feats, mapper.field.query_features(points),
+                           labels=labels)
     res.settings['total_seconds'] = time.perf_counter() - t_start
     res.settings['device'] = str(mapper.device)
     res.settings['torch_threads'] = torch.get_num_threads()
@@ -472,9 +473,11 @@ def save_plot(r: QualityResult, path: str) -> None:
     plt.close(fig)
 
 
-def save_feature_views(path, points, teacher_feats, fused_feats, student_feats, max_points: int = 15000) -> None:
+def save_feature_views(path, points, teacher_feats, fused_feats, student_feats, max_points: int = 15000,
+                       labels=None, margin: float = 0.06) -> None:
     """Top views of the evaluation points coloured by a PCA of each method's features (fitted per
-    method: the teachers' raw features and the student's live in different spaces); at most
+    method on all points: the teachers' raw features and the student's live in different spaces);
+    with ``labels``, cropped to the objects (instance >= 2) plus ``margin`` metres; at most
     ``max_points`` points (seeded), small enough to commit."""
     import matplotlib
     matplotlib.use('Agg')
@@ -482,22 +485,32 @@ def save_feature_views(path, points, teacher_feats, fused_feats, student_feats, 
 
     from n3f_ros.core.cloud import FeaturePCA
     fig, ax = plt.subplots(1, 3, figsize=(12, 4.2))
+    cols = [FeaturePCA().fit(f).colors(f) for f in (teacher_feats, fused_feats, student_feats)]
     sel = np.arange(len(points))
-    if len(points) > max_points:
-        sel = np.sort(np.random.default_rng(0).choice(len(points), max_points, replace=False))
-    points, teacher_feats, fused_feats, student_feats = (a[sel] for a in (points, teacher_feats, fused_feats,
-                                                                          student_feats))
+    if labels is not None and np.any(labels >= 2):
+        lo, hi = points[labels >= 2, :2].min(0) - margin, points[labels >= 2, :2].max(0) + margin
+        sel = np.flatnonzero(np.all((points[:, :2] >= lo) & (points[:, :2] <= hi), axis=1))
+    if len(sel) > max_points:
+        sel = np.sort(np.random.default_rng(0).choice(sel, max_points, replace=False))
+    points = points[sel]
     order = np.argsort(points[:, 2])
-    for a, f, title in ((ax[0], teacher_feats, 'single-view teacher (back-projected)'),
-                        (ax[1], fused_feats, 'fused teacher (all training views)'), (ax[2], student_feats, 'student')):
-        col = FeaturePCA().fit(f).colors(f)
-        a.scatter(points[order, 0], points[order, 1], c=col[order] / 255.0, s=2, linewidths=0)
+    for a, col, title in ((ax[0], cols[0], 'single-view teacher (back-projected)'),
+                          (ax[1], cols[1], 'fused teacher (all training views)'), (ax[2], cols[2], 'student')):
+        col = col[sel]
+        a.scatter(points[order, 0], points[order, 1], c=col[order] / 255.0, s=5, linewidths=0)
         a.set_title(title)
         a.set_aspect('equal')
         a.axis('off')
     fig.tight_layout()
-    fig.savefig(path, dpi=60)
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=60, format='png')
     plt.close(fig)
+    buf.seek(0)
+    with Image.open(buf) as im:                      # 256 colours: a third of the bytes, same picture
+        im.convert('RGB').quantize(256).save(path, optimize=True)
 
 
 def write_json(r: QualityResult, path: str) -> None:

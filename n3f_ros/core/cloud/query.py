@@ -247,7 +247,9 @@ def _geometric_answer(geom, f, sims, seed: int, threshold: float | None,
             start[seed] = True
             start[_band_grow(geom, like, start, n)] = True
         if start.sum() < MIN_BAND_OBJECT:
-            members = np.flatnonzero(~geom.above & ~like)         # the support plane (and below it)
+            support = ~geom.above & ~like                        # the support plane (and below it)
+            support[seed] = True
+            members = np.flatnonzero(support)
             if threshold is not None:
                 members = members[sims[members] >= threshold]
             if not np.any(members == seed):
