@@ -138,7 +138,7 @@ def test_query_point_answer_contract(answers):
         assert not ans.empty and ans.frame_id == WORLD and ans.pose is not None
         assert np.all(ans.box_size > 0) and np.isfinite(ans.score) and -1 <= ans.threshold <= 1
         assert ans.feature_source and 0.0 <= ans.confidence <= 1.0
-        assert np.all(ans.similarity >= 0) and np.all(np.isfinite(ans.xyz))
+        assert np.all(np.abs(ans.similarity) <= 1 + 1e-5) and np.all(np.isfinite(ans.xyz))   # cosine
 
 
 def test_query_point_iou_with_ground_truth(answers):

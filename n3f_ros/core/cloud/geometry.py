@@ -24,6 +24,18 @@ used by every query on it (``query.py``):
   crease points are listed in ``adjacency``; a query joins them only when their features agree
   (``query.py``). (A per-edge test of the two normals, as in LCCP, left crease bands connected
   wherever PCA normals blur across the crease.)
+* **foot layers** (:func:`foot_layer`): a flat object lying against a taller one (a domino
+  pushed against a jenga block) is thinner than the crease test can resolve at the cloud's voxel
+  size, so both end up in one piece. When a query's seed lies on an upward-facing flat layer of
+  its piece (heights within :data:`LAYER_TOLERANCE` of the seed's, normals within
+  :data:`LAYER_MAX_TILT_DEG` of the plane normal) that borders the support plane for at least
+  :data:`LAYER_SUPPORT_SHARE` of its points, is at most :data:`LAYER_MAX_SHARE` of the piece, and
+  the piece rises more than 2 x ``LAYER_TOLERANCE`` above it, that layer is the seed's own piece
+  and the rest of the piece is a neighbouring piece that joins the answer only when the features
+  agree (``query.py``). The top of a box or a ball never qualifies (nothing of its piece rises
+  above it), nor does a tray's floor: its piece borders it from more than
+  :data:`LAYER_MAX_ENCLOSURE` of the directions around it (walls all round, a foot has its object
+  on one side).
 
 Frames and units: world frame, metres; ``xyz`` (N, 3).
 """
@@ -49,6 +61,11 @@ RANSAC_DISTANCE, RANSAC_ITERATIONS = 0.005, 400
 CREASE_RADIUS, CREASE_DEPTH = 2.0, 0.05
 #: most neighbours used by the crease test
 CREASE_NEIGHBOURS = 48
+#: foot layers: height tolerance (metres), largest tilt of their normals from the plane's (degrees),
+#: least share of their points with a support-plane neighbour, largest share of their piece
+LAYER_TOLERANCE, LAYER_MAX_TILT_DEG, LAYER_SUPPORT_SHARE, LAYER_MAX_SHARE = 0.006, 30.0, 0.25, 0.5
+#: a layer its piece borders in more than this share of ENCLOSURE_BINS directions is a floor, not a foot
+LAYER_MAX_ENCLOSURE, ENCLOSURE_BINS = 0.5, 12
 #: planes tried (each time without the previous one's inliers) before giving up on a support
 MAX_PLANES = 3
 
@@ -234,3 +251,56 @@ def analyse_geometry(xyz, radius: float, view_dirs=None, up=(0.0, 0.0, 1.0), see
     adjacency = np.unique(np.stack([lo, hi], 1)[lo != hi], axis=0) if len(lo) else np.zeros((0, 2), np.int64)
     return CloudGeometry(plane, height, on_plane, above, normals, float(radius), pairs, piece, crease,
                          adjacency.reshape(-1, 2).astype(np.int64))
+
+
+def foot_layer(geom: CloudGeometry, xyz: np.ndarray, seed: int) -> np.ndarray | None:
+    """Indices (sorted) of the flat foot layer of ``seed``'s piece that ``seed`` (an index of the
+    cloud ``xyz`` (N, 3), metres) lies on, or None
+    when there is none (module docstring: a thin object lying against a taller one)."""
+    if geom.plane is None or not geom.above[seed] or len(geom.pairs) == 0:
+        return None
+    piece = np.flatnonzero(geom.piece == geom.piece[seed])
+    h0 = geom.height[seed]
+    if geom.height[piece].max() <= h0 + 2 * LAYER_TOLERANCE:
+        return None                                      # nothing of the piece rises above the seed
+    cos_max = np.cos(np.radians(LAYER_MAX_TILT_DEG))
+    flat = np.zeros(len(geom), bool)
+    flat[piece] = (np.abs(geom.height[piece] - h0) <= LAYER_TOLERANCE) & (geom.normals[piece] @ geom.plane.normal >= cos_max)
+    if not flat[seed]:
+        return None
+    e = geom.pairs[flat[geom.pairs[:, 0]] & flat[geom.pairs[:, 1]]]
+    members = np.flatnonzero(flat)
+    local = np.full(len(geom), -1, np.int64)
+    local[members] = np.arange(len(members))
+    _, comp = components_from_pairs(len(members), local[e] if len(e) else np.zeros((0, 2), np.int64))
+    layer = members[comp == comp[local[seed]]]
+    if len(layer) < 3 or len(layer) > LAYER_MAX_SHARE * len(piece):
+        return None
+    in_layer = np.zeros(len(geom), bool)
+    in_layer[layer] = True
+    a = np.concatenate([geom.pairs[:, 0], geom.pairs[:, 1]])
+    b = np.concatenate([geom.pairs[:, 1], geom.pairs[:, 0]])
+    touches = np.zeros(len(geom), bool)
+    touches[a[in_layer[a] & geom.on_plane[b]]] = True
+    if touches[layer].mean() < LAYER_SUPPORT_SHARE:
+        return None
+    if _enclosure(geom, xyz, layer, in_layer, a, b) > LAYER_MAX_ENCLOSURE:
+        return None                                      # a floor (a tray's), not a foot
+    return layer
+
+
+def _enclosure(geom: CloudGeometry, xyz: np.ndarray, layer: np.ndarray, in_layer: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Share of :data:`ENCLOSURE_BINS` directions (around the layer's centre, in the support plane)
+    in which the layer's piece borders it: ~1 for a floor enclosed by walls, small for a foot."""
+    piece = geom.piece[layer[0]]
+    rim = b[in_layer[a] & ~in_layer[b] & (geom.piece[b] == piece)]
+    if len(rim) == 0:
+        return 0.0
+    n = geom.plane.normal
+    u = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
+    u /= np.linalg.norm(u)
+    v = np.cross(n, u)
+    d = xyz[rim] - xyz[layer].mean(axis=0)
+    ang = np.arctan2(d @ v, d @ u)
+    bins = np.floor((ang + np.pi) / (2 * np.pi) * ENCLOSURE_BINS).astype(int) % ENCLOSURE_BINS
+    return len(np.unique(bins)) / ENCLOSURE_BINS

@@ -11,7 +11,9 @@ what the Mapper always passes), a point query answers one of two kinds:
   it never contains points above the plane.
 * ``object`` — the point lies above the plane: the answer grows from the seed's geometric piece
   (``geometry.py``: points above the plane, cut at concave creases) into adjacent pieces whose
-  mean feature is similar enough, and never includes a point of the support. The **automatic
+  mean feature is similar enough, and never includes a point of the support. A seed on the flat
+  foot layer of its piece (``geometry.foot_layer``: a domino lying against a jenga block, too thin
+  for the crease test) starts from that layer; the rest of the piece joins only by features. The **automatic
   threshold is chosen per query**: a piece joins when its mean similarity to the query feature
   lies within :data:`PIECE_MARGIN` (a quarter) of the way down from the seed piece's own mean to
   the median similarity of everything outside the seed's piece — pieces of one object (cut at its
@@ -49,6 +51,7 @@ from scipy.spatial import cKDTree
 
 from n3f_ros.core.cloud.box import OrientedBox, oriented_box
 from n3f_ros.core.cloud.errors import CloudError, EmptyCloudError, QueryError
+from n3f_ros.core.cloud.geometry import foot_layer
 from n3f_ros.core.cloud.graph import components_from_pairs, default_radius, radius_pairs
 from n3f_ros.core.cloud.threshold import auto_threshold, check_threshold
 from n3f_ros.core.cloud.validate import check_features, check_point, check_positive, check_xyz, l2_normalize
@@ -233,14 +236,32 @@ def _object_like(geom, f, proto: np.ndarray) -> np.ndarray:
     return band & (f @ proto > f @ support + BAND_MARGIN)
 
 
-def _geometric_answer(geom, f, sims, seed: int, threshold: float | None,
+def _split_piece(geom, layer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(piece, adjacency) with ``layer`` (indices, a foot layer of one piece) as a new piece that
+    is adjacent to the rest of its old piece and to that piece's neighbours."""
+    piece = geom.piece.copy()
+    old, new = int(piece[layer[0]]), int(piece.max()) + 1
+    piece[layer] = new
+    adj = geom.adjacency
+    linked = np.unique(np.concatenate([adj[adj[:, 0] == old, 1], adj[adj[:, 1] == old, 0], [old]]))
+    extra = np.stack([linked, np.full(len(linked), new)], 1)
+    return piece, np.concatenate([adj, extra]).astype(np.int64)
+
+
+def _geometric_answer(geom, xyz, f, sims, seed: int, threshold: float | None,
                       proto: np.ndarray) -> tuple[np.ndarray, float, str]:
     """(indices, effective threshold, kind) of the answer grown from ``seed`` (module docstring);
     ``proto`` (D,) is the query feature and ``sims`` the cloud's similarities to it."""
     n = len(sims)
     start = np.zeros(n, bool)
+    piece, adj = geom.piece, geom.adjacency
+    rest = -1                                    # the rest of a piece split at a foot layer
     if geom.above[seed]:
-        start[geom.piece == geom.piece[seed]] = True
+        layer = foot_layer(geom, xyz, seed)
+        if layer is not None:                    # a thin object against a taller one: split the piece
+            rest = int(geom.piece[seed])
+            piece, adj = _split_piece(geom, layer)
+        start[piece == piece[seed]] = True
     else:
         like = _object_like(geom, f, proto)
         if like[seed]:                           # a seed in the band that looks like an object, not the support
@@ -257,7 +278,6 @@ def _geometric_answer(geom, f, sims, seed: int, threshold: float | None,
                                  reason='below_threshold')
             out = _seed_component(geom, members, seed, geom.pairs)
             return out, float(sims[out].min() if threshold is None else threshold), SUPPORT
-    piece = geom.piece
     cand = np.flatnonzero(geom.above)
     n_pieces = int(piece[cand].max()) + 1 if len(cand) else 0
     piece_sim = np.bincount(piece[cand], weights=sims[cand], minlength=n_pieces) / np.maximum(
@@ -268,6 +288,13 @@ def _geometric_answer(geom, f, sims, seed: int, threshold: float | None,
         thr_piece = s_self - PIECE_MARGIN * (s_self - s_other)
     else:
         thr_piece = threshold
+    thr_of = np.full(n_pieces, thr_piece)        # (pieces,) the similarity each piece needs to join
+    other_objects = geom.above & ~start
+    if rest >= 0 and threshold is None and other_objects.any():
+        # the rest of a split piece is measured against the other objects, not the whole scene:
+        # it joins only when it agrees with the layer as closely as one object's pieces do
+        s_objects = float(np.median(sims[other_objects]))
+        thr_of[rest] = max(thr_piece, s_self - PIECE_MARGIN * (s_self - s_objects))
     accepted = np.zeros(n_pieces, bool)
     if geom.above[seed]:
         accepted[piece[seed]] = True
@@ -275,12 +302,11 @@ def _geometric_answer(geom, f, sims, seed: int, threshold: float | None,
         e = geom.pairs
         touch = np.concatenate([piece[e[start[e[:, 0]], 1]], piece[e[start[e[:, 1]], 0]]])
         touch = np.unique(touch[touch >= 0])
-        accepted[touch[piece_sim[touch] >= thr_piece]] = True
-    adj = geom.adjacency
+        accepted[touch[piece_sim[touch] >= thr_of[touch]]] = True
     while len(adj) and accepted.any():
         grow = (accepted[adj[:, 0]] != accepted[adj[:, 1]])
         new = np.unique(np.where(accepted[adj[grow, 0]], adj[grow, 1], adj[grow, 0]))
-        new = new[piece_sim[new] >= thr_piece]
+        new = new[piece_sim[new] >= thr_of[new]]
         if len(new) == 0:
             break
         accepted[new] = True
@@ -351,7 +377,7 @@ def query_by_point(cloud_xyz, cloud_features, point, threshold: float | None = N
     if threshold is not None:
         threshold = check_threshold(threshold)
     if geometry is not None:
-        members, thr, kind = _geometric_answer(geometry, f, sims, nearest, threshold, seed_feature)
+        members, thr, kind = _geometric_answer(geometry, xyz, f, sims, nearest, threshold, seed_feature)
         return _result(xyz, f, sims, members, thr, radius, name=name, seed_index=nearest, kind=kind,
                        max_share=max_share)
     thr = _threshold(sims, threshold)
