@@ -99,8 +99,17 @@ def _stereo_section(st: dict) -> list[str]:
     return out
 
 
+def _latency_section(lat: dict) -> list[str]:
+    from n3f_ros.bench.latency import format_table
+    out = ['## Time to a right answer (a scene streamed over DDS into n3f_node, shipped config)', '',
+           '```', format_table(lat), '```']
+    if lat.get('plot'):
+        out += ['', f"![latency]({lat['plot']})"]
+    return out
+
+
 def markdown_report(quality: list[dict], speed: dict | None, title: str = 'n3f_ros benchmark report',
-                    machine: str = '', stereo: dict | None = None) -> str:
+                    machine: str = '', stereo: dict | None = None, latency: dict | None = None) -> str:
     """The report as markdown. ``quality``: QualityResult JSON dicts; ``speed``: run_speed's dict
     (or None). An optional ``plot`` key in either (a path relative to the report) adds a picture."""
     lines = [f'# {title}', '']
@@ -112,6 +121,8 @@ def markdown_report(quality: list[dict], speed: dict | None, title: str = 'n3f_r
         lines += _speed_section(speed) + ['']
     if stereo:
         lines += _stereo_section(stereo) + ['']
+    if latency:
+        lines += _latency_section(latency) + ['']
     return '\n'.join(lines)
 
 

@@ -62,8 +62,8 @@ def add_parser(sub) -> None:
     lt.add_argument('--out', default='bench_results', help='folder for the plot and the session logs')
     lt.set_defaults(func=_latency)
 
-    a = bsub.add_parser('all', help='quality (both scene sources, RGB-D and RGB-only), stereo and speed: JSON, '
-                        'plots, report.md in --out')
+    a = bsub.add_parser('all', help='quality (both scene sources, RGB-D and RGB-only), stereo, speed and latency '
+                        '(time to a right answer over DDS): JSON, plots, report.md in --out')
     a.add_argument('--quick', action='store_true',
                    help='quick quality runs, fewer stereo frames and fewer speed repetitions')
     a.add_argument('--seed', type=int, default=0)
@@ -73,6 +73,8 @@ def add_parser(sub) -> None:
     a.add_argument('--teacher', choices=TEACHERS, default='dinov2', help='teacher of the quality runs')
     a.add_argument('--scenes', default=','.join(SCENES), help='scene sources of the quality runs (comma separated)')
     a.add_argument('--modes', default='rgbd,rgb', help='modes of the quality runs (comma separated)')
+    a.add_argument('--latency-modes', default='rgbd,rgb',
+                   help="modes of the latency run over DDS (comma separated; '' = no latency run)")
     a.add_argument('--out', default='bench_results', help='folder for JSON, plots and report.md')
     a.set_defaults(func=_all)
 
@@ -179,12 +181,14 @@ def _all(args) -> int:
     sp = speed.run_speed(sizes=_sizes(args.sizes), quick=args.quick)
     _report(sp, speed.format_table, speed.save_plot, speed.write_json, os.path.join(args.out, 'speed.png'),
             os.path.join(args.out, 'speed.json'))
+    lat = _run_latency_all(args)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
     machine = (f'Machine: {platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} CPUs, '
                f'{gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads'
                f"{'; --quick' if args.quick else ''}.")
     path = write_report(os.path.join(args.out, 'report.md'), quality_runs, dict(sp, plot='speed.png'),
-                        machine=machine, stereo=dict(st, plot='stereo.png'))
+                        machine=machine, stereo=dict(st, plot='stereo.png'),
+                        latency=dict(lat, plot='latency.png') if lat else None)
     print(f'report: {path}')
     return 0
 
@@ -282,6 +286,23 @@ def _report(result, format_table, save_plot, write_json, png: str, json_path: st
         write_json(result, json_path)
         print(f'json: {json_path}')
     return 0
+
+
+def _run_latency_all(args) -> dict | None:
+    """``bench all``'s latency run (the default stream, shipped config) into ``args.out``."""
+    from n3f_ros.bench.latency import MODES as LATENCY_MODES
+    from n3f_ros.bench.latency import run_latency, save_plot, write_json
+    from n3f_ros.bench.live import LiveSettings
+    modes = tuple(x.strip() for x in args.latency_modes.split(',') if x.strip())
+    if not modes:
+        return None
+    if any(m not in LATENCY_MODES for m in modes):
+        raise SystemExit(f'unknown latency mode in {modes}')
+    base = LiveSettings(seed=args.seed, out=os.path.join(args.out, 'latency'), namespace='/n3f_latency')
+    r = run_latency(base, modes, log=lambda *a: print(*a, flush=True))
+    save_plot(r, os.path.join(args.out, 'latency.png'))
+    write_json(r, os.path.join(args.out, 'latency.json'))
+    return r
 
 
 def _latency(args) -> int:

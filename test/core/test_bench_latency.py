@@ -18,3 +18,13 @@ def test_table_and_plot(tmp_path):
     assert 'not reached' in table[2] and table[2].split()[3] == 'n/a'
     save_plot(r, str(tmp_path / 'latency.png'))
     assert (tmp_path / 'latency.png').stat().st_size > 1000
+
+
+def test_report_section(tmp_path):
+    from n3f_ros.bench.report import markdown_report
+    rounds = [{'t': 3.0, 'streaming': True, 'mean': 0.6}, {'t': 19.0, 'streaming': False, 'mean': 0.9}]
+    r = {'modes': {'rgbd': _mode({'first_cloud': 2.0, 'iou_0.5': 3.0, 'iou_0.75': 3.0}, rounds, 18.0)},
+         'plot': 'latency.png'}
+    md = markdown_report([], None, latency=r)
+    assert 'Time to a right answer' in md and '](latency.png)' in md
+    assert format_table(r).splitlines()[1] in md

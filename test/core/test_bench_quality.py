@@ -80,7 +80,8 @@ def test_quality_run_reports_three_methods_the_answers_and_a_curve(tmp_path):
 def test_bench_all_writes_results_and_a_report(tmp_path):
     out = tmp_path / 'bench'
     assert main(['bench', 'all', '--quick', '--steps', '4', '--frames', '6', '--sizes', '64x48', '--teacher',
-                 'synthetic', '--scenes', 'pybullet', '--out', str(out)]) == 0
+                 'synthetic', '--scenes', 'pybullet', '--latency-modes', '', '--out', str(out)]) == 0
+    # (the latency run is a DDS session: test/e2e/test_demo.py; its report section: test_bench_latency.py)
     files = {p.name for p in out.iterdir()}
     runs = [f'quality_synthetic_pybullet_{mode}_seed0' for mode in ('rgbd', 'rgb')]
     assert {'speed.json', 'speed.png', 'report.md'} | {r + '.json' for r in runs} | {r + '.png' for r in runs} \
