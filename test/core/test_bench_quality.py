@@ -67,6 +67,7 @@ def test_quality_run_reports_three_methods_the_answers_and_a_curve(tmp_path):
     assert r.curve[0]['answer_source'] == 'fused'                        # answers before any training
     assert set(r.monotone) == {'student_miou', 'student_geo_miou', 'answer_miou'}
     assert all(v['ok'] == (v['final'] >= v['best'] - 0.03) for v in r.monotone.values())
+    assert r.monotone['answer_miou']['ok'], r.curve                    # the product's answers do not fall
     assert 'student - fused teacher' in format_table(r)
     write_json(r, tmp_path / 'q.json')
     save_plot(r, tmp_path / 'q.png')
