@@ -237,3 +237,28 @@ def test_a_floor_enclosed_by_its_walls_is_not_a_foot_layer():
     centre = int(np.argmin(np.linalg.norm(xyz - [0, 0, 0.005], axis=1)))
     assert geom.above[centre] and geom.height[geom.piece == geom.piece[centre]].max() > 0.03
     assert foot_layer(geom, xyz, centre) is None
+
+
+def test_a_click_on_a_textured_table_in_a_wide_band_is_the_table():
+    """Stereo-like cloud: the plane's band is wide (noisy heights), the table's features vary over it
+    (texture), a few outliers float just above the band. A click on the table is a support answer
+    (patches of the table look like each other, not like an object) covering the table."""
+    rng = np.random.default_rng(5)
+    step = 0.01
+    g = np.arange(-0.3, 0.3, step)
+    tx, ty = np.meshgrid(g, g)
+    table = np.stack([tx.ravel(), ty.ravel(), rng.normal(0, 0.004, tx.size)], 1)
+    table = table[~_inside(table, (0.05, 0.05, -1), (0.15, 0.15, 1), 0)]
+    box, _ = _box((0.05, 0.05, 0.0), (0.15, 0.15, 0.06), rng)
+    box = box[::4]                                                       # at about the table's density
+    outliers = np.stack([rng.uniform(-0.3, 0.0, 12), rng.uniform(-0.3, 0.0, 12), np.full(12, 0.016)], 1)
+    xyz = np.concatenate([table, box, outliers])
+    labels = np.concatenate([np.ones(len(table), int), np.full(len(box), 2), np.ones(len(outliers), int)])
+    a, b, c = rng.normal(size=(3, 16))
+    phase = np.where(labels == 1, np.cos(8 * xyz[:, 0]), 0.0)[:, None]         # a texture gradient
+    f = np.where(labels[:, None] == 1, a + phase * b, c) + rng.normal(0, 0.1, (len(xyz), 16))
+    geom = analyse_geometry(xyz, 2 * step)
+    assert geom.plane is not None and geom.plane.band > 0.005                    # a wide band: features decide there
+    r = query_by_point(xyz, f, [-0.25, 0.25, 0.0], geometry=geom)
+    assert r.kind == 'support' and not geom.above[r.indices].any()
+    assert np.sum(labels[r.indices] == 1) > 0.8 * np.sum(geom.on_plane & (labels == 1))

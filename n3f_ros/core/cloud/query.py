@@ -29,8 +29,10 @@ what the Mapper always passes), a point query answers one of two kinds:
   to the answer's mean feature than to the support's by :data:`BAND_MARGIN` (a few hops: the
   base of the object, not a path along a neighbour's base). A click on a band point is a support
   query unless at least :data:`MIN_BAND_OBJECT` band points connected to it look like it rather
-  than like the support (a tray's floor): then those points start an object answer, which joins
-  the pieces they touch as above.
+  than like the support (a tray's floor) and touch an object piece (at least
+  :data:`MIN_TOUCHED_PIECE` points) similar enough to join (as above): then they start an object
+  answer with those pieces; otherwise it is a support query (patches of a textured table look more
+  like each other than like the whole band's mean).
 
 **Without geometry** (``geometry=None``, feature-only queries, used by the benchmark to measure
 features alone), the points above the threshold (automatic: ``threshold.auto_threshold``) that are
@@ -71,6 +73,11 @@ PIECE_MARGIN = 0.25
 #: a band point joins an object answer when it is this much more similar to it than to the support,
 #: and at most this many graph edges away from it
 BAND_MARGIN, BAND_HOPS = 0.05, 2
+#: on a wide band, support answers link plane points this many graph radii apart (stereo tables have holes)
+SUPPORT_LINK_FACTOR = 3.0
+#: a band start becomes an object answer only through a touching piece of at least this many points
+#: (stereo noise leaves few-point pieces of the table above the band)
+MIN_TOUCHED_PIECE = 20
 #: a seed in the band starts an object answer when at least this many band points connected to it
 #: look like it rather than like the support
 MIN_BAND_OBJECT = 5
@@ -236,6 +243,25 @@ def _object_like(geom, f, proto: np.ndarray) -> np.ndarray:
     return band & (f @ proto > f @ support + BAND_MARGIN)
 
 
+def _support_answer(geom, xyz, sims, seed: int, threshold: float | None) -> tuple[np.ndarray, float, str]:
+    """(indices, effective threshold, SUPPORT): the support-plane points (and below it) connected to
+    ``seed``; on a wide band (sparse, noisy stereo clouds) they link across gaps of up to
+    SUPPORT_LINK_FACTOR graph radii. (The band points that look like the click look like the
+    support: none is left out.)"""
+    members = np.flatnonzero(~geom.above)
+    if threshold is not None:
+        members = members[sims[members] >= threshold]
+    if not np.any(members == seed):
+        raise QueryError('the point on the support plane does not reach the similarity threshold',
+                         reason='below_threshold')
+    if geom.plane is not None and geom.plane.band > WIDE_BAND:
+        _, comp = components_from_pairs(len(members), radius_pairs(xyz[members], SUPPORT_LINK_FACTOR * geom.radius))
+        out = members[comp == comp[np.searchsorted(members, seed)]]
+    else:
+        out = _seed_component(geom, members, seed, geom.pairs)
+    return out, float(sims[out].min() if threshold is None else threshold), SUPPORT
+
+
 def _split_piece(geom, layer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(piece, adjacency) with ``layer`` (indices, a foot layer of one piece) as a new piece that
     is adjacent to the rest of its old piece and to that piece's neighbours."""
@@ -268,16 +294,7 @@ def _geometric_answer(geom, xyz, f, sims, seed: int, threshold: float | None,
             start[seed] = True
             start[_band_grow(geom, like, start, n)] = True
         if start.sum() < MIN_BAND_OBJECT:
-            support = ~geom.above & ~like                        # the support plane (and below it)
-            support[seed] = True
-            members = np.flatnonzero(support)
-            if threshold is not None:
-                members = members[sims[members] >= threshold]
-            if not np.any(members == seed):
-                raise QueryError('the point on the support plane does not reach the similarity threshold',
-                                 reason='below_threshold')
-            out = _seed_component(geom, members, seed, geom.pairs)
-            return out, float(sims[out].min() if threshold is None else threshold), SUPPORT
+            return _support_answer(geom, xyz, sims, seed, threshold)
     cand = np.flatnonzero(geom.above)
     n_pieces = int(piece[cand].max()) + 1 if len(cand) else 0
     piece_sim = np.bincount(piece[cand], weights=sims[cand], minlength=n_pieces) / np.maximum(
@@ -302,7 +319,10 @@ def _geometric_answer(geom, xyz, f, sims, seed: int, threshold: float | None,
         e = geom.pairs
         touch = np.concatenate([piece[e[start[e[:, 0]], 1]], piece[e[start[e[:, 1]], 0]]])
         touch = np.unique(touch[touch >= 0])
+        touch = touch[np.bincount(piece[cand], minlength=n_pieces)[touch] >= MIN_TOUCHED_PIECE]
         accepted[touch[piece_sim[touch] >= thr_of[touch]]] = True
+        if not accepted.any():                   # band points like each other, but no object's: the support
+            return _support_answer(geom, xyz, sims, seed, threshold)
     while len(adj) and accepted.any():
         grow = (accepted[adj[:, 0]] != accepted[adj[:, 1]])
         new = np.unique(np.where(accepted[adj[grow, 0]], adj[grow, 1], adj[grow, 0]))
