@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from n3f_ros.bench.results_file import write_json  # noqa: F401 (the benchmark's writer)
+
 #: image sizes of the issue (width, height)
 SIZES = ((320, 240), (640, 480), (1280, 720))
 #: the three topics of one camera frame
@@ -374,12 +376,6 @@ def save_plot(result: dict, png: str) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=80)
     plt.close(fig)
-
-
-def write_json(result: dict, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(result, f, indent=1)
 
 
 def main(argv=None) -> int:

@@ -9,11 +9,11 @@ per-object IoU of the last round.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 
 from n3f_ros.bench.live import IOU_LEVELS, LiveSettings, run_live
+from n3f_ros.bench.results_file import write_json  # noqa: F401 (the benchmark's writer)
 
 #: modes: name -> depth topic streamed
 MODES = {'rgbd': True, 'rgb': False}
@@ -69,8 +69,3 @@ def save_plot(r: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def write_json(r: dict, path: str) -> None:
-    with open(path, 'w') as f:
-        json.dump(r, f, indent=2)

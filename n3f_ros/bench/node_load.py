@@ -35,6 +35,7 @@ import numpy as np
 
 from n3f_ros.bench.dds import transport_env
 from n3f_ros.bench.node_process import NodeProcess
+from n3f_ros.bench.results_file import write_json  # noqa: F401 (the benchmark's writer)
 
 #: the node's namespace in these benchmarks (its topics: /n3f_bench/image, ...); ``N3F_BENCH_NS``
 #: in the environment gives another (two benchmarks at once in one ROS domain)
@@ -337,6 +338,15 @@ class ReceiveSettings:
     params: dict | None = None        # extra node parameters (e.g. input_qos)
 
 
+def _stop_all(node, feeder, obs) -> None:
+    """End a benchmark session: the feeder (if still running), the observer, the node."""
+    if feeder is not None and feeder.proc.poll() is None:
+        feeder.stop()
+    if obs is not None:
+        obs.close()
+    node.stop()
+
+
 def run_receive(s: ReceiveSettings, log=print) -> dict:
     """Per (transport, size): frames sent by the feeder vs ``received/image`` (and depth,
     camera_info) in the node's diagnostics and ``frames_integrated``."""
@@ -357,11 +367,7 @@ def run_receive(s: ReceiveSettings, log=print) -> dict:
                     st = feeder.stop()
                     c = _counts(obs.latest())
                 finally:
-                    if feeder is not None and feeder.proc.poll() is None:
-                        feeder.stop()
-                    if obs is not None:
-                        obs.close()
-                    node.stop()
+                    _stop_all(node, feeder, obs)
                 sent = st['sent']
                 row = {'transport': transport, 'size': f'{w}x{h}', 'sent': sent, 'achieved_hz': st['achieved_hz'],
                        'received': {t: c.get(f'received/{t}', 0.0) for t in ('image', 'depth', 'camera_info', 'pose')},
@@ -578,11 +584,7 @@ def run_soak(s: SoakSettings, log=print, json_path: str | None = None) -> dict:
                 t: c.get(f'received/{t}', 0.0) for t in ('image', 'depth', 'camera_info', 'pose')},
                 'counts': c, 'node_log_tail': node.tail(15)}
         finally:
-            if feeder is not None and feeder.proc.poll() is None:
-                feeder.stop()
-            if obs is not None:
-                obs.close()
-            node.stop()
+            _stop_all(node, feeder, obs)
     result['summary'] = soak_summary(samples, s.warmup, rss_ready)
     result['machine'] = _machine()
     if json_path:
@@ -638,11 +640,3 @@ def save_soak_plot(result: dict, png: str) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=80)
     plt.close(fig)
-
-
-def write_json(result: dict, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(result, f, indent=1, default=float)
-    os.replace(tmp, path)

@@ -43,7 +43,6 @@ errors. ``monotone`` checks the issue's rule final >= best - 0.03 for the studen
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -58,6 +57,7 @@ from n3f_ros.core.cloud.geometry import analyse_geometry
 from n3f_ros.core.mapping import Mapper, MapperConfig
 from n3f_ros.core.raster import resize_nearest
 from n3f_ros.core.synth import SCENE_SOURCES, make_sequence
+from n3f_ros.bench import results_file
 
 MODES = ('rgbd', 'rgb', 'rgb_colour')
 TEACHERS = ('dinov2', 'random', 'synthetic')
@@ -514,5 +514,4 @@ def save_feature_views(path, points, teacher_feats, fused_feats, student_feats, 
 
 
 def write_json(r: QualityResult, path: str) -> None:
-    with open(path, 'w') as f:
-        json.dump(r.to_json(), f, indent=2)
+    results_file.write_json(r.to_json(), path)

@@ -30,7 +30,6 @@ Memory: RSS (and CUDA memory) while streaming many frames through a bounded keyf
 """
 from __future__ import annotations
 
-import json
 import resource
 import time
 
@@ -46,6 +45,7 @@ from n3f_ros.core.mapping import Mapper, MapperConfig
 from n3f_ros.core.scene_bounds import bounds_from_views
 from n3f_ros.core.synth import make_sequence
 from n3f_ros.core.teacher import DinoTeacher
+from n3f_ros.bench.results_file import write_json  # noqa: F401 (the benchmark's writer)
 
 
 def _rss_mb() -> float:
@@ -243,8 +243,3 @@ def save_plot(r: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def write_json(r: dict, path: str) -> None:
-    with open(path, 'w') as f:
-        json.dump(r, f, indent=2)

@@ -13,7 +13,6 @@ and the shares within 1 cm, within 2 cm and off by more than 5 cm. Also the seco
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 
@@ -26,6 +25,7 @@ from n3f_ros.core.keyframe_depth import KeyframeStereo
 from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
 from n3f_ros.core.scene_bounds import bounds_from_views
 from n3f_ros.core.synth import make_sequence
+from n3f_ros.bench import results_file
 
 
 @dataclass
@@ -158,5 +158,4 @@ def to_json(r: dict) -> dict:
 
 
 def write_json(r: dict, path) -> None:
-    with open(path, 'w') as f:
-        json.dump(to_json(r), f, indent=1)
+    results_file.write_json(to_json(r), path)

@@ -232,7 +232,8 @@ def test_a_floor_enclosed_by_its_walls_is_not_a_foot_layer():
         t = np.arange(-r, r + 1e-9, step)
         walls += [np.stack([t, np.full_like(t, s * r), np.full_like(t, z)], 1) for s in (-1, 1)]
         walls += [np.stack([np.full_like(t, s * r), t, np.full_like(t, z)], 1) for s in (-1, 1)]
-    xyz = np.concatenate([table, floor, *walls]) + rng.normal(0, 5e-4, (len(table) + len(floor) + sum(map(len, walls)), 3))
+    xyz = np.concatenate([table, floor, *walls])
+    xyz = xyz + rng.normal(0, 5e-4, xyz.shape)
     geom = analyse_geometry(xyz, 2 * step)
     centre = int(np.argmin(np.linalg.norm(xyz - [0, 0, 0.005], axis=1)))
     assert geom.above[centre] and geom.height[geom.piece == geom.piece[centre]].max() > 0.03

@@ -265,7 +265,8 @@ def foot_layer(geom: CloudGeometry, xyz: np.ndarray, seed: int) -> np.ndarray | 
         return None                                      # nothing of the piece rises above the seed
     cos_max = np.cos(np.radians(LAYER_MAX_TILT_DEG))
     flat = np.zeros(len(geom), bool)
-    flat[piece] = (np.abs(geom.height[piece] - h0) <= LAYER_TOLERANCE) & (geom.normals[piece] @ geom.plane.normal >= cos_max)
+    flat[piece] = ((np.abs(geom.height[piece] - h0) <= LAYER_TOLERANCE)
+                   & (geom.normals[piece] @ geom.plane.normal >= cos_max))
     if not flat[seed]:
         return None
     e = geom.pairs[flat[geom.pairs[:, 0]] & flat[geom.pairs[:, 1]]]
@@ -289,7 +290,8 @@ def foot_layer(geom: CloudGeometry, xyz: np.ndarray, seed: int) -> np.ndarray | 
     return layer
 
 
-def _enclosure(geom: CloudGeometry, xyz: np.ndarray, layer: np.ndarray, in_layer: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def _enclosure(geom: CloudGeometry, xyz: np.ndarray, layer: np.ndarray, in_layer: np.ndarray,
+               a: np.ndarray, b: np.ndarray) -> float:
     """Share of :data:`ENCLOSURE_BINS` directions (around the layer's centre, in the support plane)
     in which the layer's piece borders it: ~1 for a floor enclosed by walls, small for a foot."""
     piece = geom.piece[layer[0]]
