@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from n3f_ros.bench import live_defaults
 from n3f_ros.bench.node_process import NodeExited, NodeProcess
 from n3f_ros.bench.scoring import answer_iou, mask_iou, object_seed_points
 
@@ -47,14 +48,14 @@ class LiveSettings:
 
     scene: str = 'pybullet'          # core.synth scene source
     seed: int = 0
-    frames: int = 36
-    width: int = 320
-    height: int = 240
-    fps: float = 2.0                 # stream rate: frames / fps seconds of stream
+    frames: int = live_defaults.FRAMES
+    width: int = live_defaults.SIZE[0]
+    height: int = live_defaults.SIZE[1]
+    fps: float = live_defaults.FPS   # stream rate: frames / fps seconds of stream
     depth: bool = True               # RGB-D (False: RGB-only, keyframe depth by stereo)
     params: dict = field(default_factory=dict)   # node -p overrides
-    query_period: float = 5.0        # seconds between query rounds
-    max_wait: float = 180.0          # seconds of rounds after the stream ended
+    query_period: float = live_defaults.QUERY_PERIOD   # seconds between query rounds
+    max_wait: float = live_defaults.MAX_WAIT           # seconds of rounds after the stream ended
     target_iou: float = 0.75         # stop once a round's mean IoU reaches it (after the stream)
     masks: bool = True               # a last round with 2D masks
     save_map: bool = True

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from n3f_ros.bench import live_defaults
+
 MODES = ('rgbd', 'rgb', 'rgb_colour')     # n3f_ros.bench.quality.MODES (not imported: keeps --help fast)
 TEACHERS = ('dinov2', 'random', 'synthetic')   # n3f_ros.bench.quality.TEACHERS
 SCENES = ('synth', 'pybullet')                 # n3f_ros.core.synth.SCENE_SOURCES
@@ -54,9 +56,10 @@ def add_parser(sub) -> None:
     lt.add_argument('--mode', choices=('rgbd', 'rgb', 'both'), default='both')
     lt.add_argument('--scene', choices=('pybullet', 'synth'), default='pybullet')
     lt.add_argument('--seed', type=int, default=0)
-    lt.add_argument('--frames', type=int, default=36, help='frames streamed (default 36)')
-    lt.add_argument('--fps', type=float, default=2.0, help='stream rate (default 2 Hz)')
-    lt.add_argument('--max-wait', type=float, default=120.0, help='[s] of queries after the stream (default 120)')
+    lt.add_argument('--frames', type=int, default=live_defaults.FRAMES, help='frames streamed (default %(default)s)')
+    lt.add_argument('--fps', type=float, default=live_defaults.FPS, help='stream rate [Hz] (default %(default)s)')
+    lt.add_argument('--max-wait', type=float, default=live_defaults.MAX_WAIT,
+                    help='[s] of queries after the stream (default %(default)s)')
     lt.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE', help='node parameter override')
     lt.add_argument('--json', help='write results to this JSON file')
     lt.add_argument('--out', default='bench_results', help='folder for the plot and the session logs')

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from n3f_ros.bench import live_defaults
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser('demo', help='stream a scene into the node, query every object, save pictures',
@@ -16,12 +18,12 @@ def add_parser(subparsers) -> None:
     p.add_argument('out', nargs='?', default='demo_out', help='output folder (default demo_out)')
     p.add_argument('--scene', choices=('pybullet', 'synth'), default='pybullet')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--frames', type=int, default=36, help='frames streamed (default 36)')
-    p.add_argument('--fps', type=float, default=2.0, help='stream rate (default 2 Hz: 18 s for 36 frames)')
-    p.add_argument('--size', default='320x240', help='image size WxH (default 320x240)')
+    p.add_argument('--frames', type=int, default=live_defaults.FRAMES, help='frames streamed (default %(default)s)')
+    p.add_argument('--fps', type=float, default=live_defaults.FPS, help='stream rate [Hz] (default %(default)s)')
+    p.add_argument('--size', default='%dx%d' % live_defaults.SIZE, help='image size WxH (default %(default)s)')
     p.add_argument('--rgb-only', action='store_true', help='no depth topic (keyframe depth by stereo)')
-    p.add_argument('--max-wait', type=float, default=150.0,
-                   help='[s] keep querying this long after the stream for a right answer (default 150)')
+    p.add_argument('--max-wait', type=float, default=live_defaults.MAX_WAIT,
+                   help='[s] keep querying this long after the stream for a right answer (default %(default)s)')
     p.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE',
                    help='node parameter override (repeatable), e.g. --param keyframe_width:=96')
     p.add_argument('--allow-random-teacher', action='store_true', help=r'accept random teacher weights (tests)')
