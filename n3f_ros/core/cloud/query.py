@@ -26,8 +26,9 @@ what the Mapper always passes), a point query answers one of two kinds:
   measured depth the band is ~2 mm and height alone decides) are where height cannot tell object
   from support (e.g. a tray's floor lies in a 12 mm band): there the features decide — a band
   point within :data:`BAND_HOPS` graph edges of the answer joins it when its feature is closer
-  to the answer's mean feature than to the support's by :data:`BAND_MARGIN` (a few hops: the
-  base of the object, not a path along a neighbour's base). A click on a band point is a support
+  to the answer's mean feature than to the support's around the answer (within
+  :data:`CLAIM_RING`) by :data:`BAND_MARGIN` (a few hops: the base of the object, not a path
+  along a neighbour's base). A click on a band point is a support
   query unless at least :data:`MIN_BAND_OBJECT` band points connected to it look like it rather
   than like the support (a tray's floor) and touch an object piece (at least
   :data:`MIN_TOUCHED_PIECE` points) similar enough to join (as above): then they start an object
@@ -75,6 +76,9 @@ PIECE_MARGIN = 0.25
 BAND_MARGIN, BAND_HOPS = 0.05, 2
 #: on a wide band, support answers link plane points this many graph radii apart (stereo tables have holes)
 SUPPORT_LINK_FACTOR = 3.0
+#: band points an object answer claims are compared with the support's points within this distance
+#: of the answer (metres): a textured table's mean is not what the table looks like next to the object
+CLAIM_RING = 0.05
 #: a band start becomes an object answer only through a touching piece of at least this many points
 #: (stereo noise leaves few-point pieces of the table above the band)
 MIN_TOUCHED_PIECE = 20
@@ -233,13 +237,15 @@ def _band_grow(geom, ok: np.ndarray, start: np.ndarray, hops: int) -> np.ndarray
     return np.flatnonzero(claimed)
 
 
-def _object_like(geom, f, proto: np.ndarray) -> np.ndarray:
+def _object_like(geom, f, proto: np.ndarray, near: np.ndarray | None = None) -> np.ndarray:
     """(N,) bool: band points whose feature is closer to ``proto`` than to the support's mean
-    feature by BAND_MARGIN (where height cannot tell, the features decide)."""
+    feature by BAND_MARGIN (where height cannot tell, the features decide); ``near`` (N,) bool:
+    the band points that mean is taken over (default: the whole band)."""
     band = geom.on_plane
     if not band.any() or geom.plane is None or geom.plane.band <= WIDE_BAND:
         return np.zeros(len(band), bool)
-    support = l2_normalize(f[band].astype(np.float64).mean(axis=0))
+    ref = band & near if near is not None and (band & near).any() else band
+    support = l2_normalize(f[ref].astype(np.float64).mean(axis=0))
     return band & (f @ proto > f @ support + BAND_MARGIN)
 
 
@@ -341,7 +347,11 @@ def _geometric_answer(geom, xyz, f, sims, seed: int, threshold: float | None,
     out = _seed_component(geom, members, seed, geom.pairs)
     region = np.zeros(n, bool)
     region[out] = True
-    claims = _band_grow(geom, _object_like(geom, f, l2_normalize(f[out].astype(np.float64).mean(axis=0))),
+    near = None
+    if CLAIM_RING > 0 and geom.on_plane.any():
+        d, _ = cKDTree(xyz[out]).query(xyz, distance_upper_bound=CLAIM_RING)
+        near = np.isfinite(d)
+    claims = _band_grow(geom, _object_like(geom, f, l2_normalize(f[out].astype(np.float64).mean(axis=0)), near),
                         region, BAND_HOPS)
     if threshold is not None:
         claims = claims[sims[claims] >= threshold]
