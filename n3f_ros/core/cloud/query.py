@@ -26,7 +26,7 @@ what the Mapper always passes), a point query answers one of two kinds:
   measured depth the band is ~2 mm and height alone decides) are where height cannot tell object
   from support (e.g. a tray's floor lies in a 12 mm band): there the features decide — a band
   point within :data:`BAND_HOPS` graph edges of the answer joins it when its feature is closer
-  to the answer's mean feature than to the support's around the answer (within
+  to the answer's mean feature than to the support's in a ring around the answer (out to
   :data:`CLAIM_RING`) by :data:`BAND_MARGIN` (a few hops: the base of the object, not a path
   along a neighbour's base). A click on a band point is a support
   query unless at least :data:`MIN_BAND_OBJECT` band points connected to it look like it rather
@@ -76,9 +76,10 @@ PIECE_MARGIN = 0.25
 BAND_MARGIN, BAND_HOPS = 0.05, 2
 #: on a wide band, support answers link plane points this many graph radii apart (stereo tables have holes)
 SUPPORT_LINK_FACTOR = 3.0
-#: band points an object answer claims are compared with the support's points within this distance
-#: of the answer (metres): a textured table's mean is not what the table looks like next to the object
-CLAIM_RING = 0.05
+#: band points an object answer claims are compared with the support's points in a ring around the
+#: answer: farther than one graph radius (its own base) and within this distance (metres); a textured
+#: table's mean over the whole band is not what the table looks like next to the object
+CLAIM_RING = 0.08
 #: a band start becomes an object answer only through a touching piece of at least this many points
 #: (stereo noise leaves few-point pieces of the table above the band)
 MIN_TOUCHED_PIECE = 20
@@ -350,7 +351,7 @@ def _geometric_answer(geom, xyz, f, sims, seed: int, threshold: float | None,
     near = None
     if CLAIM_RING > 0 and geom.on_plane.any():
         d, _ = cKDTree(xyz[out]).query(xyz, distance_upper_bound=CLAIM_RING)
-        near = np.isfinite(d)
+        near = np.isfinite(d) & (d > geom.radius)        # a ring around the answer, beyond its own base
     claims = _band_grow(geom, _object_like(geom, f, l2_normalize(f[out].astype(np.float64).mean(axis=0)), near),
                         region, BAND_HOPS)
     if threshold is not None:
