@@ -380,10 +380,12 @@ def save_plot(result: dict, png: str) -> None:
 
 def main(argv=None) -> int:
     import argparse
+
+    from n3f_ros.cli.args import image_size
     ap = argparse.ArgumentParser(prog='python -m n3f_ros.bench.dds', description='peers of the DDS benchmark')
     sp = ap.add_subparsers(dest='role', required=True)
     p = sp.add_parser('pub')
-    p.add_argument('--size', default='640x480')
+    p.add_argument('--size', type=image_size, default='640x480')
     p.add_argument('--rate', type=float, default=30.0)
     p.add_argument('--duration', type=float, default=10.0)
     p.add_argument('--qos', default='reliable')
@@ -392,7 +394,7 @@ def main(argv=None) -> int:
     s.add_argument('--depth', type=int, default=0)
     a = ap.parse_args(argv)
     if a.role == 'pub':
-        w, h = (int(v) for v in a.size.lower().split('x'))
+        w, h = a.size
         return run_publisher(w, h, a.rate, a.duration, a.qos, sys.stdout)
     return run_subscriber(a.qos, a.depth, sys.stdout)
 

@@ -384,16 +384,18 @@ def run_receive(s: ReceiveSettings, log=print) -> dict:
 
 def main(argv=None) -> int:
     import argparse
+
+    from n3f_ros.cli.args import image_size
     ap = argparse.ArgumentParser(prog='python -m n3f_ros.bench.node_load', description='feeder of the live benchmarks')
     sp = ap.add_subparsers(dest='role', required=True)
     f = sp.add_parser('feed')
-    f.add_argument('--size', default='320x240')
+    f.add_argument('--size', type=image_size, default='320x240')
     f.add_argument('--rate', type=float, default=30.0)
     f.add_argument('--duration', type=float, default=0.0)
     f.add_argument('--frames', type=int, default=30)
     f.add_argument('--status', required=True)
     a = ap.parse_args(argv)
-    w, h = (int(v) for v in a.size.lower().split('x'))
+    w, h = a.size
     return feed(w, h, a.rate, a.duration, a.status, frames=a.frames)
 
 

@@ -6,6 +6,7 @@ import json
 import os
 
 from n3f_ros.bench import live_defaults
+from n3f_ros.cli.args import image_size, image_sizes, node_param
 
 MODES = ('rgbd', 'rgb', 'rgb_colour')     # n3f_ros.bench.quality.MODES (not imported: keeps --help fast)
 TEACHERS = ('dinov2', 'random', 'synthetic')   # n3f_ros.bench.quality.TEACHERS
@@ -38,7 +39,7 @@ def add_parser(sub) -> None:
     s.add_argument('--json', help='write results to this JSON file')
     s.add_argument('--quick', action='store_true', help='fewer repetitions')
     s.add_argument('--device', action='append', help='cpu and/or cuda (default: cpu, plus cuda if available)')
-    s.add_argument('--sizes', default='320x240,640x480')
+    s.add_argument('--sizes', type=image_sizes, default='320x240,640x480')
     s.add_argument('--out', default='bench_results', help='folder for the plot')
     s.set_defaults(func=_speed)
 
@@ -60,7 +61,8 @@ def add_parser(sub) -> None:
     lt.add_argument('--fps', type=float, default=live_defaults.FPS, help='stream rate [Hz] (default %(default)s)')
     lt.add_argument('--max-wait', type=float, default=live_defaults.MAX_WAIT,
                     help='[s] of queries after the stream (default %(default)s)')
-    lt.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE', help='node parameter override')
+    lt.add_argument('--param', type=node_param, action='append', default=[], metavar='NAME:=VALUE',
+                    help='node parameter override')
     lt.add_argument('--json', help='write results to this JSON file')
     lt.add_argument('--out', default='bench_results', help='folder for the plot and the session logs')
     lt.set_defaults(func=_latency)
@@ -72,7 +74,7 @@ def add_parser(sub) -> None:
     a.add_argument('--seed', type=int, default=0)
     a.add_argument('--steps', type=int, help='quality training steps (default 1500, quick 400)')
     a.add_argument('--frames', type=int, help='quality frames (half train, half held out) and stereo frames')
-    a.add_argument('--sizes', default='320x240,640x480', help='speed benchmark image sizes')
+    a.add_argument('--sizes', type=image_sizes, default='320x240,640x480', help='speed benchmark image sizes')
     a.add_argument('--teacher', choices=TEACHERS, default='dinov2', help='teacher of the quality runs')
     a.add_argument('--scenes', default=','.join(SCENES), help='scene sources of the quality runs (comma separated)')
     a.add_argument('--modes', default='rgbd,rgb', help='modes of the quality runs (comma separated)')
@@ -83,7 +85,7 @@ def add_parser(sub) -> None:
 
     d = bsub.add_parser('dds', help='delivered/sent of rgb8 + 16UC1 depth + camera_info between two processes, '
                                     'per image size and DDS set-up (default Fast DDS vs the shipped profile)')
-    d.add_argument('--sizes', default='320x240,640x480,1280x720')
+    d.add_argument('--sizes', type=image_sizes, default='320x240,640x480,1280x720')
     d.add_argument('--rate', type=float, default=30.0, help='Hz')
     d.add_argument('--duration', type=float, default=10.0, help='seconds of publishing per case and size')
     d.add_argument('--cases', default='default,shipped',
@@ -94,7 +96,7 @@ def add_parser(sub) -> None:
 
     r = bsub.add_parser('node-rx', help="what n3f_node itself receives (its received/* diagnostics) of a 30 Hz "
                                         'camera stream, per image size')
-    r.add_argument('--sizes', default='640x480,1280x720')
+    r.add_argument('--sizes', type=image_sizes, default='640x480,1280x720')
     r.add_argument('--rate', type=float, default=30.0, help='Hz')
     r.add_argument('--duration', type=float, default=30.0, help='seconds of feeding per size')
     r.add_argument('--transports', default='shipped', help="comma-separated: shipped, default")
@@ -104,7 +106,7 @@ def add_parser(sub) -> None:
     lt = bsub.add_parser('latency-load', help='~/query latency and diagnostics period of n3f_node mapping a '
                                               '30 Hz stream with a feature_cloud subscriber, idle and beside '
                                               'CPU-bound processes')
-    lt.add_argument('--size', default='320x240')
+    lt.add_argument('--size', type=image_size, default='320x240')
     lt.add_argument('--warmup', type=float, default=60.0, help='seconds of mapping before the first phase')
     lt.add_argument('--phase-seconds', type=float, default=120.0, help='seconds of queries per phase')
     lt.add_argument('--hogs', default='0,2', help='CPU-bound processes per phase, comma-separated')
@@ -114,7 +116,7 @@ def add_parser(sub) -> None:
 
     k = bsub.add_parser('soak', help='n3f_node fed at 30 Hz for a long run: RSS over time, images lost before '
                                      'the callback (not CI: >= 20 min)')
-    k.add_argument('--size', default='320x240')
+    k.add_argument('--size', type=image_size, default='320x240')
     k.add_argument('--minutes', type=float, default=25.0)
     k.add_argument('--warmup', type=float, default=300.0, help='seconds excluded from the RSS slope')
     k.add_argument('--no-cloud-subscriber', action='store_true', help='no feature_cloud subscriber attached')
@@ -181,7 +183,7 @@ def _all(args) -> int:
             quality_runs.append(dict(r.to_json(), plot=name + '.png',
                                      features=name.replace('quality_', 'features_') + '.png'))
     st = _run_stereo(args, os.path.join(args.out, 'stereo.json'))
-    sp = speed.run_speed(sizes=_sizes(args.sizes), quick=args.quick)
+    sp = speed.run_speed(sizes=args.sizes, quick=args.quick)
     _report(sp, speed.format_table, speed.save_plot, speed.write_json, os.path.join(args.out, 'speed.png'),
             os.path.join(args.out, 'speed.json'))
     lat = _run_latency_all(args)
@@ -218,7 +220,7 @@ def _stereo(args) -> int:
 
 def _speed(args) -> int:
     from n3f_ros.bench.speed import format_table, run_speed, save_plot, write_json
-    r = run_speed(devices=args.device, sizes=_sizes(args.sizes), quick=args.quick)
+    r = run_speed(devices=args.device, sizes=args.sizes, quick=args.quick)
     os.makedirs(args.out, exist_ok=True)
     return _report(r, format_table, save_plot, write_json, os.path.join(args.out, 'speed.png'), args.json)
 
@@ -229,7 +231,7 @@ def _dds(args) -> int:
     unknown = [n for n in names if n not in CASES]
     if unknown:
         raise SystemExit(f"--cases: unknown {unknown}; known: {', '.join(CASES)}")
-    r = run_dds(Settings(sizes=tuple(_sizes(args.sizes)), rate=args.rate, duration=args.duration,
+    r = run_dds(Settings(sizes=tuple(args.sizes), rate=args.rate, duration=args.duration,
                          cases=[CASES[n] for n in names]))
     os.makedirs(args.out, exist_ok=True)
     return _report(r, format_table, save_plot, write_json, os.path.join(args.out, 'dds.png'), args.json)
@@ -237,7 +239,7 @@ def _dds(args) -> int:
 
 def _node_rx(args) -> int:
     from n3f_ros.bench.node_load import ReceiveSettings, run_receive, write_json
-    r = run_receive(ReceiveSettings(sizes=tuple(_sizes(args.sizes)), rate=args.rate, duration=args.duration,
+    r = run_receive(ReceiveSettings(sizes=tuple(args.sizes), rate=args.rate, duration=args.duration,
                                     transports=tuple(t.strip() for t in args.transports.split(','))))
     if args.json:
         write_json(r, args.json)
@@ -249,7 +251,7 @@ def _latency_load(args) -> int:
     from n3f_ros.bench.node_load import LatencySettings, run_latency_load, write_json
     hogs = [int(h) for h in args.hogs.split(',')]
     phases = tuple(('idle' if h == 0 else f'{h} cpu hogs', h) for h in hogs)
-    (w, h), = _sizes(args.size)
+    w, h = args.size
     r = run_latency_load(LatencySettings(size=(w, h), phases=phases, warmup=args.warmup,
                                          phase_seconds=args.phase_seconds, with_mask=args.with_mask))
     if args.json:
@@ -260,7 +262,7 @@ def _latency_load(args) -> int:
 
 def _soak(args) -> int:
     from n3f_ros.bench.node_load import SoakSettings, run_soak, save_soak_plot
-    (w, h), = _sizes(args.size)
+    w, h = args.size
     node_env = dict(kv.split('=', 1) for kv in args.node_env)
     r = run_soak(SoakSettings(size=(w, h), minutes=args.minutes, warmup=args.warmup,
                               cloud_subscriber=not args.no_cloud_subscriber, node_env=node_env), json_path=args.json)
@@ -270,14 +272,6 @@ def _soak(args) -> int:
     save_soak_plot(r, png)
     print(f'plot: {png}')
     return 0
-
-
-def _sizes(text: str) -> list[tuple[int, int]]:
-    """'320x240,640x480' -> [(320, 240), (640, 480)]."""
-    try:
-        return [tuple(int(v) for v in s.lower().split('x', 1)) for s in text.split(',')]
-    except ValueError:
-        raise SystemExit(f'--sizes: expected WxH[,WxH...], got {text!r}') from None
 
 
 def _report(result, format_table, save_plot, write_json, png: str, json_path: str | None) -> int:
@@ -312,7 +306,7 @@ def _latency(args) -> int:
     from n3f_ros.bench.latency import format_table, run_latency, save_plot, write_json
     from n3f_ros.bench.live import LiveSettings
     base = LiveSettings(scene=args.scene, seed=args.seed, frames=args.frames, fps=args.fps, max_wait=args.max_wait,
-                        params=dict(p.split(':=', 1) for p in args.param), out=os.path.join(args.out, 'latency'),
+                        params=dict(args.param), out=os.path.join(args.out, 'latency'),
                         namespace='/n3f_latency')
     modes = ('rgbd', 'rgb') if args.mode == 'both' else (args.mode,)
     os.makedirs(args.out, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from n3f_ros.bench import live_defaults
+from n3f_ros.cli.args import image_size, node_param
 
 
 def add_parser(subparsers) -> None:
@@ -20,11 +21,12 @@ def add_parser(subparsers) -> None:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--frames', type=int, default=live_defaults.FRAMES, help='frames streamed (default %(default)s)')
     p.add_argument('--fps', type=float, default=live_defaults.FPS, help='stream rate [Hz] (default %(default)s)')
-    p.add_argument('--size', default='%dx%d' % live_defaults.SIZE, help='image size WxH (default %(default)s)')
+    p.add_argument('--size', type=image_size, default='%dx%d' % live_defaults.SIZE,
+                   help='image size WxH (default %(default)s)')
     p.add_argument('--rgb-only', action='store_true', help='no depth topic (keyframe depth by stereo)')
     p.add_argument('--max-wait', type=float, default=live_defaults.MAX_WAIT,
                    help='[s] keep querying this long after the stream for a right answer (default %(default)s)')
-    p.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE',
+    p.add_argument('--param', type=node_param, action='append', default=[], metavar='NAME:=VALUE',
                    help='node parameter override (repeatable), e.g. --param keyframe_width:=96')
     p.add_argument('--allow-random-teacher', action='store_true', help=r'accept random teacher weights (tests)')
     p.set_defaults(func=run)
@@ -33,14 +35,9 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from n3f_ros.bench.demo import run_demo
     from n3f_ros.bench.live import LiveError, LiveSettings
-    try:
-        w, h = (int(v) for v in args.size.lower().split('x', 1))
-        params = dict(p.split(':=', 1) for p in args.param)
-    except ValueError:
-        print(f'n3f demo: --size WxH and --param NAME:=VALUE, got {args.size!r} {args.param}', file=sys.stderr)
-        return 2
+    w, h = args.size
     s = LiveSettings(scene=args.scene, seed=args.seed, frames=args.frames, width=w, height=h, fps=args.fps,
-                     depth=not args.rgb_only, params=params, max_wait=args.max_wait, out=args.out,
+                     depth=not args.rgb_only, params=dict(args.param), max_wait=args.max_wait, out=args.out,
                      namespace='/n3f_demo')
     try:
         run_demo(s, log=lambda *a: print(*a, flush=True), allow_random=args.allow_random_teacher)

@@ -15,21 +15,13 @@ import json
 import sys
 import time
 
+from n3f_ros.cli.args import image_size
+
 #: scene sources (n3f_ros.core.synth.SCENE_SOURCES; not imported here so --help stays fast,
 #: test/core/test_pybullet_scene.py checks they agree)
 SCENES = ('synth', 'pybullet')
 BAG_DEFAULTS = {'storage': 'mcap', 'compressed': False, 'encoding': 'rgb8', 'pose_source': 'pose',
                 'pose_offset': 0.0, 'pose_rate': 3.0, 'extrinsic': None}
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 640x480, got {text!r}') from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f'size must be positive, got {text!r}')
-    return w, h
 
 
 def _extrinsic(text: str) -> list[float]:
@@ -63,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         'object centres on their own instance) and render time per frame, as JSON')
     p.add_argument('--seed', type=int, default=0, help='scene and camera path seed (default 0)')
     p.add_argument('--frames', type=int, default=60, help='number of images (default 60)')
-    p.add_argument('--size', type=_size, default=(640, 480), metavar='WxH', help='image size (default 640x480)')
+    p.add_argument('--size', type=image_size, default=(640, 480), metavar='WxH', help='image size (default 640x480)')
     p.add_argument('--fps', type=float, default=10.0, help='image rate in Hz (default 10)')
     p.add_argument('--hfov', type=float, default=60.0, help='horizontal field of view, degrees (default 60)')
     p.add_argument('--objects', type=int, default=None,
