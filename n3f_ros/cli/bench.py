@@ -288,27 +288,28 @@ def _report(result, format_table, save_plot, write_json, png: str, json_path: st
 def _run_latency_all(args) -> dict | None:
     """``bench all``'s latency run (the default stream, shipped config) into ``args.out``."""
     from n3f_ros.bench.latency import MODES as LATENCY_MODES
-    from n3f_ros.bench.latency import run_latency, save_plot, write_json
-    from n3f_ros.bench.live import LiveSettings
     modes = tuple(x.strip() for x in args.latency_modes.split(',') if x.strip())
     if not modes:
         return None
     if any(m not in LATENCY_MODES for m in modes):
         raise SystemExit(f'unknown latency mode in {modes}')
-    base = LiveSettings(seed=args.seed, out=os.path.join(args.out, 'latency'), namespace='/n3f_latency')
-    r = run_latency(base, modes, log=lambda *a: print(*a, flush=True))
-    save_plot(r, os.path.join(args.out, 'latency.png'))
-    write_json(r, os.path.join(args.out, 'latency.json'))
-    return r
+    return _latency_session(dict(seed=args.seed), modes, args.out, os.path.join(args.out, 'latency.json'))
 
 
 def _latency(args) -> int:
+    modes = ('rgbd', 'rgb') if args.mode == 'both' else (args.mode,)
+    _latency_session(dict(scene=args.scene, seed=args.seed, frames=args.frames, fps=args.fps,
+                          max_wait=args.max_wait, params=dict(args.param)), modes, args.out, args.json)
+    return 0
+
+
+def _latency_session(settings: dict, modes: tuple, out: str, json_path: str | None) -> dict:
+    """The latency benchmark (``LiveSettings(**settings)`` per mode) into ``out``: session logs in
+    ``out/latency``, ``latency.png``, the table, and the JSON when ``json_path`` is given."""
     from n3f_ros.bench.latency import format_table, run_latency, save_plot, write_json
     from n3f_ros.bench.live import LiveSettings
-    base = LiveSettings(scene=args.scene, seed=args.seed, frames=args.frames, fps=args.fps, max_wait=args.max_wait,
-                        params=dict(args.param), out=os.path.join(args.out, 'latency'),
-                        namespace='/n3f_latency')
-    modes = ('rgbd', 'rgb') if args.mode == 'both' else (args.mode,)
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
+    base = LiveSettings(**settings, out=os.path.join(out, 'latency'), namespace='/n3f_latency')
     r = run_latency(base, modes, log=lambda *a: print(*a, flush=True))
-    return _report(r, format_table, save_plot, write_json, os.path.join(args.out, 'latency.png'), args.json)
+    _report(r, format_table, save_plot, write_json, os.path.join(out, 'latency.png'), json_path)
+    return r
