@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from n3f_ros.core.cloud.graph import components_from_pairs, radius_pairs
+from n3f_ros.core.cloud.graph import radius_pairs, seed_component, subgraph_components
 from n3f_ros.core.cloud.validate import check_positive, check_xyz
 
 #: the support plane's normal may be tilted this much from ``up`` (degrees)
@@ -229,23 +229,15 @@ def analyse_geometry(xyz, radius: float, view_dirs=None, up=(0.0, 0.0, 1.0), see
     r_crease = CREASE_RADIUS * radius
     crease = above & (concavity(xyz, normals, r_crease) > CREASE_DEPTH * r_crease)
     core = above & ~crease
-    both = core[pairs[:, 0]] & core[pairs[:, 1]] if len(pairs) else np.zeros(0, bool)
-    local = np.full(n, -1, np.int64)
-    local[core] = np.arange(int(core.sum()))
-    kept = pairs[both]
-    _, comp = components_from_pairs(int(core.sum()), local[kept] if len(kept) else np.zeros((0, 2), np.int64))
+    _, comp = subgraph_components(core, pairs)
     piece = np.full(n, -1, np.int64)
     piece[core] = comp
     above_pairs = pairs[above[pairs[:, 0]] & above[pairs[:, 1]]] if len(pairs) else pairs
     piece = _attach(piece, crease, xyz, above_pairs)
     left = above & (piece < 0)                   # crease points with no piece near: their own pieces
     if left.any():
-        sub = np.flatnonzero(left)
-        loc = np.full(n, -1, np.int64)
-        loc[sub] = np.arange(len(sub))
-        e = above_pairs[left[above_pairs[:, 0]] & left[above_pairs[:, 1]]]
-        _, c2 = components_from_pairs(len(sub), loc[e] if len(e) else np.zeros((0, 2), np.int64))
-        piece[sub] = c2 + (piece.max() + 1 if (piece >= 0).any() else 0)
+        _, c2 = subgraph_components(left, above_pairs)
+        piece[left] = c2 + (piece.max() + 1 if (piece >= 0).any() else 0)
     a, b = piece[above_pairs[:, 0]], piece[above_pairs[:, 1]]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     adjacency = np.unique(np.stack([lo, hi], 1)[lo != hi], axis=0) if len(lo) else np.zeros((0, 2), np.int64)
@@ -269,12 +261,7 @@ def foot_layer(geom: CloudGeometry, xyz: np.ndarray, seed: int) -> np.ndarray | 
                    & (geom.normals[piece] @ geom.plane.normal >= cos_max))
     if not flat[seed]:
         return None
-    e = geom.pairs[flat[geom.pairs[:, 0]] & flat[geom.pairs[:, 1]]]
-    members = np.flatnonzero(flat)
-    local = np.full(len(geom), -1, np.int64)
-    local[members] = np.arange(len(members))
-    _, comp = components_from_pairs(len(members), local[e] if len(e) else np.zeros((0, 2), np.int64))
-    layer = members[comp == comp[local[seed]]]
+    layer = seed_component(flat, geom.pairs, seed)
     if len(layer) < 3 or len(layer) > LAYER_MAX_SHARE * len(piece):
         return None
     in_layer = np.zeros(len(geom), bool)

@@ -55,6 +55,24 @@ def components_from_pairs(n: int, pairs: np.ndarray) -> tuple[int, np.ndarray]:
     return int(count), comp.astype(np.int64)
 
 
+def subgraph_components(mask: np.ndarray, pairs: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of the points where ``mask`` (N,) bool is set, linked by the edges of
+    ``pairs`` (P, 2) that join two of them. Returns (count, component id (M,) int64 of each masked
+    point, in index order)."""
+    members = np.flatnonzero(mask)
+    e = pairs[mask[pairs[:, 0]] & mask[pairs[:, 1]]]
+    local = np.full(len(mask), -1, np.int64)
+    local[members] = np.arange(len(members))
+    return components_from_pairs(len(members), local[e].reshape(-1, 2))
+
+
+def seed_component(mask: np.ndarray, pairs: np.ndarray, seed: int) -> np.ndarray:
+    """Indices (sorted) of the masked points connected to ``seed`` (a masked point) by ``pairs``."""
+    members = np.flatnonzero(mask)
+    _, comp = subgraph_components(mask, pairs)
+    return members[comp == comp[np.searchsorted(members, seed)]]
+
+
 def radius_components(xyz: np.ndarray, radius: float) -> tuple[int, np.ndarray]:
     """Connected components of the graph linking points at most ``radius`` metres apart."""
     return components_from_pairs(len(xyz), radius_pairs(xyz, radius))

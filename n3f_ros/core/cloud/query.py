@@ -55,7 +55,8 @@ from scipy.spatial import cKDTree
 from n3f_ros.core.cloud.box import OrientedBox, oriented_box
 from n3f_ros.core.cloud.errors import CloudError, EmptyCloudError, QueryError
 from n3f_ros.core.cloud.geometry import foot_layer
-from n3f_ros.core.cloud.graph import components_from_pairs, default_radius, radius_pairs
+from n3f_ros.core.cloud.graph import components_from_pairs, default_radius, radius_pairs, seed_component, \
+    subgraph_components
 from n3f_ros.core.cloud.threshold import auto_threshold, check_threshold
 from n3f_ros.core.cloud.validate import check_features, check_point, check_positive, check_xyz, l2_normalize
 
@@ -205,18 +206,6 @@ def check_spread(sims: np.ndarray, min_spread: float | None) -> None:
                          f'{hi - lo:.3f} < {min_spread:.3f})', reason='not_converged')
 
 
-def _seed_component(geom, members: np.ndarray, seed: int, allowed_pairs: np.ndarray) -> np.ndarray:
-    """Points of ``members`` (sorted indices) connected to ``seed`` by ``allowed_pairs`` edges."""
-    inside = np.zeros(len(geom), bool)
-    inside[members] = True
-    e = allowed_pairs[inside[allowed_pairs[:, 0]] & inside[allowed_pairs[:, 1]]] if len(allowed_pairs) else \
-        np.zeros((0, 2), np.int64)
-    local = np.full(len(geom), -1, np.int64)
-    local[members] = np.arange(len(members))
-    _, comp = components_from_pairs(len(members), local[e] if len(e) else np.zeros((0, 2), np.int64))
-    return members[comp == comp[local[seed]]]
-
-
 def _band_grow(geom, ok: np.ndarray, start: np.ndarray, hops: int) -> np.ndarray:
     """Points (indices) of ``ok`` (bool) reachable from ``start`` (bool) in at most ``hops`` graph
     edges through ``ok`` points (``start`` itself not included)."""
@@ -238,12 +227,17 @@ def _band_grow(geom, ok: np.ndarray, start: np.ndarray, hops: int) -> np.ndarray
     return np.flatnonzero(claimed)
 
 
+def _wide_band(geom) -> bool:
+    """Whether the support plane's band is wide (noisy, stereo depth): there features decide."""
+    return geom.plane is not None and geom.plane.band > WIDE_BAND
+
+
 def _object_like(geom, f, proto: np.ndarray, near: np.ndarray | None = None) -> np.ndarray:
     """(N,) bool: band points whose feature is closer to ``proto`` than to the support's mean
     feature by BAND_MARGIN (where height cannot tell, the features decide); ``near`` (N,) bool:
     the band points that mean is taken over (default: the whole band)."""
     band = geom.on_plane
-    if not band.any() or geom.plane is None or geom.plane.band <= WIDE_BAND:
+    if not band.any() or not _wide_band(geom):
         return np.zeros(len(band), bool)
     ref = band & near if near is not None and (band & near).any() else band
     support = l2_normalize(f[ref].astype(np.float64).mean(axis=0))
@@ -255,17 +249,18 @@ def _support_answer(geom, xyz, sims, seed: int, threshold: float | None) -> tupl
     ``seed``; on a wide band (sparse, noisy stereo clouds) they link across gaps of up to
     SUPPORT_LINK_FACTOR graph radii. (The band points that look like the click look like the
     support: none is left out.)"""
-    members = np.flatnonzero(~geom.above)
+    support = ~geom.above
     if threshold is not None:
-        members = members[sims[members] >= threshold]
-    if not np.any(members == seed):
+        support &= sims >= threshold
+    if not support[seed]:
         raise QueryError('the point on the support plane does not reach the similarity threshold',
                          reason='below_threshold')
-    if geom.plane is not None and geom.plane.band > WIDE_BAND:
-        _, comp = components_from_pairs(len(members), radius_pairs(xyz[members], SUPPORT_LINK_FACTOR * geom.radius))
+    if _wide_band(geom):
+        members = np.flatnonzero(support)
+        _, comp = _components(xyz, members, SUPPORT_LINK_FACTOR * geom.radius)
         out = members[comp == comp[np.searchsorted(members, seed)]]
     else:
-        out = _seed_component(geom, members, seed, geom.pairs)
+        out = seed_component(support, geom.pairs, seed)
     return out, float(sims[out].min() if threshold is None else threshold), SUPPORT
 
 
@@ -304,8 +299,8 @@ def _geometric_answer(geom, xyz, f, sims, seed: int, threshold: float | None,
             return _support_answer(geom, xyz, sims, seed, threshold)
     cand = np.flatnonzero(geom.above)
     n_pieces = int(piece[cand].max()) + 1 if len(cand) else 0
-    piece_sim = np.bincount(piece[cand], weights=sims[cand], minlength=n_pieces) / np.maximum(
-        np.bincount(piece[cand], minlength=n_pieces), 1)
+    piece_size = np.bincount(piece[cand], minlength=n_pieces)
+    piece_sim = np.bincount(piece[cand], weights=sims[cand], minlength=n_pieces) / np.maximum(piece_size, 1)
     if threshold is None:
         s_other = float(np.median(sims[~start])) if (~start).any() else 0.0
         s_self = float(sims[start].mean())
@@ -326,7 +321,7 @@ def _geometric_answer(geom, xyz, f, sims, seed: int, threshold: float | None,
         e = geom.pairs
         touch = np.concatenate([piece[e[start[e[:, 0]], 1]], piece[e[start[e[:, 1]], 0]]])
         touch = np.unique(touch[touch >= 0])
-        touch = touch[np.bincount(piece[cand], minlength=n_pieces)[touch] >= MIN_TOUCHED_PIECE]
+        touch = touch[piece_size[touch] >= MIN_TOUCHED_PIECE]
         accepted[touch[piece_sim[touch] >= thr_of[touch]]] = True
         if not accepted.any():                   # band points like each other, but no object's: the support
             return _support_answer(geom, xyz, sims, seed, threshold)
@@ -340,18 +335,19 @@ def _geometric_answer(geom, xyz, f, sims, seed: int, threshold: float | None,
     inside = start.copy()
     if n_pieces:
         inside[cand[accepted[piece[cand]]]] = True
-    members = np.flatnonzero(inside)
     if threshold is not None:
-        members = members[sims[members] >= threshold]
-        if not np.any(members == seed):
+        inside &= sims >= threshold
+        if not inside[seed]:
             raise QueryError(f'the query point does not reach similarity {threshold:.3f}', reason='below_threshold')
-    out = _seed_component(geom, members, seed, geom.pairs)
+    out = seed_component(inside, geom.pairs, seed)
     region = np.zeros(n, bool)
     region[out] = True
-    near = None
-    if CLAIM_RING > 0 and geom.on_plane.any():
-        d, _ = cKDTree(xyz[out]).query(xyz, distance_upper_bound=CLAIM_RING)
-        near = np.isfinite(d) & (d > geom.radius)        # a ring around the answer, beyond its own base
+    near = None                                  # band points in a ring around the answer, beyond its own base
+    if CLAIM_RING > 0 and _wide_band(geom) and geom.on_plane.any():
+        band = np.flatnonzero(geom.on_plane)
+        d, _ = cKDTree(xyz[out]).query(xyz[band], distance_upper_bound=CLAIM_RING)
+        near = np.zeros(n, bool)
+        near[band[np.isfinite(d) & (d > geom.radius)]] = True
     claims = _band_grow(geom, _object_like(geom, f, l2_normalize(f[out].astype(np.float64).mean(axis=0)), near),
                         region, BAND_HOPS)
     if threshold is not None:
@@ -462,13 +458,9 @@ def query_by_prototype(cloud_xyz, cloud_features, prototype, threshold: float | 
         count, comp = _components(xyz, members, radius)
     else:
         pairs = geometry.pairs
-        keep = geometry.piece[pairs[:, 0]] == geometry.piece[pairs[:, 1]] if len(pairs) else np.zeros(0, bool)
         inside = np.zeros(len(xyz), bool)
         inside[members] = True
-        e = pairs[keep & inside[pairs[:, 0]] & inside[pairs[:, 1]]] if len(pairs) else pairs
-        local = np.full(len(xyz), -1, np.int64)
-        local[members] = np.arange(len(members))
-        count, comp = components_from_pairs(len(members), local[e] if len(e) else np.zeros((0, 2), np.int64))
+        count, comp = subgraph_components(inside, pairs[geometry.piece[pairs[:, 0]] == geometry.piece[pairs[:, 1]]])
     sizes = np.bincount(comp, minlength=count)
     mean_sim = np.bincount(comp, weights=sims[members], minlength=count) / sizes
     best = int(np.lexsort((-mean_sim, -sizes))[0])
