@@ -21,18 +21,40 @@ def answer_iou(answer_xyz, rest_xyz, gt, label: int) -> float:
     return inter / max(len(answer_xyz) + int(np.sum(lab_rest == label)), 1)
 
 
+def _top_centre(p: np.ndarray) -> np.ndarray:
+    """The point of ``p`` (N, 3) nearest the top centre of the points (median x, y; 90th percentile z)."""
+    top = np.array([*np.median(p[:, :2], 0), np.percentile(p[:, 2], 90)])
+    return p[np.argmin(np.linalg.norm(p - top, axis=1))]
+
+
 def object_seed_points(gt, object_ids=None, min_points: int = 10) -> dict:
     """Per object (id -> (3,) metres): the ground-truth point nearest the top centre of the object's
     points, where a user would click on it. Objects with fewer than ``min_points`` points are left out."""
+    return {k: c[0] for k, c in object_click_points(gt, object_ids, 1, min_points=min_points).items()}
+
+
+def object_click_points(gt, object_ids=None, clicks: int = 1, seed: int = 0, min_points: int = 10,
+                        margin: float = 0.02) -> dict:
+    """Per object (id -> (clicks, 3) metres): the top-centre point (``object_seed_points``) first,
+    then ``clicks - 1`` of the object's points drawn at random (``seed``) among those at least
+    ``margin`` metres from every point of another label (all of its points when too few are), i.e.
+    the places a user might click. Objects with fewer than ``min_points`` points are left out."""
     ids = np.unique(gt.labels[gt.labels >= 2]) if object_ids is None else object_ids
-    seeds = {}
+    rng = np.random.default_rng(seed)
+    out = {}
     for k in ids:
-        p = gt.xyz[gt.labels == k]
+        mine = gt.labels == k
+        p = gt.xyz[mine]
         if len(p) < min_points:
             continue
-        top = np.array([*np.median(p[:, :2], 0), np.percentile(p[:, 2], 90)])
-        seeds[int(k)] = p[np.argmin(np.linalg.norm(p - top, axis=1))]
-    return seeds
+        pts = [_top_centre(p)]
+        if clicks > 1:
+            others = gt.xyz[~mine]
+            d = cKDTree(others).query(p)[0] if len(others) else np.full(len(p), np.inf)
+            pool = p[d >= margin] if np.sum(d >= margin) >= clicks - 1 else p
+            pts += list(pool[rng.choice(len(pool), clicks - 1, replace=len(pool) < clicks - 1)])
+        out[int(k)] = np.stack(pts)
+    return out
 
 
 def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:

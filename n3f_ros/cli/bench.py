@@ -30,6 +30,8 @@ def add_parser(sub) -> None:
     q.add_argument('--quick', action='store_true', help='small run (under 3 minutes on 2 CPU cores)')
     q.add_argument('--steps', type=int, help='training steps (default 1500, quick 400)')
     q.add_argument('--frames', type=int, help='frames in the sequence (half train, half held out)')
+    q.add_argument('--clicks', type=int, help='query points per object of the 3D segmentation mIoU (default 5; '
+                   '1 = the top centre only)')
     q.add_argument('--json', help='write results to this JSON file')
     q.add_argument('--out', default='bench_results', help='folder for the plots (quality vs time, feature views)')
     q.add_argument('--save-map', help='save the trained map (loadable by the node ~/load)')
@@ -133,13 +135,13 @@ def _run_name(teacher: str, scene: str, mode: str, seed: int) -> str:
 
 
 def _quality_settings(mode: str, teacher: str, scene: str, seed: int, quick: bool, out: str, steps=None,
-                      frames=None):
+                      frames=None, clicks=None):
     from n3f_ros.bench.quality import QualitySettings
-    kw = {k: v for k, v in (('steps', steps), ('frames', frames)) if v is not None}
+    kw = {k: v for k, v in (('steps', steps), ('frames', frames), ('clicks', clicks)) if v is not None}
     s = (QualitySettings.quick if quick else QualitySettings)(mode=mode, teacher=teacher, scene=scene, seed=seed,
                                                               **kw)
-    if s.steps < 1 or s.frames < 4:
-        raise SystemExit('need --steps >= 1 and --frames >= 4')
+    if s.steps < 1 or s.frames < 4 or s.clicks < 1:
+        raise SystemExit('need --steps >= 1, --frames >= 4 and --clicks >= 1')
     s.eval_every = min(s.eval_every, s.steps)
     os.makedirs(out, exist_ok=True)
     s.views_png = os.path.join(out, _run_name(teacher, scene, mode, seed).replace('quality_', 'features_') + '.png')
@@ -149,7 +151,8 @@ def _quality_settings(mode: str, teacher: str, scene: str, seed: int, quick: boo
 def _run_quality(args, mode: str, teacher: str, scene: str, json_path: str | None, map_out: str = ''):
     """One quality run into ``args.out`` (plot ``<run name>.png``); returns the result."""
     from n3f_ros.bench.quality import format_table, run_quality, save_plot, write_json
-    s = _quality_settings(mode, teacher, scene, args.seed, args.quick, args.out, args.steps, args.frames)
+    s = _quality_settings(mode, teacher, scene, args.seed, args.quick, args.out, args.steps, args.frames,
+                          getattr(args, 'clicks', None))
     s.map_out = map_out
     r = run_quality(s)
     png = os.path.join(args.out, _run_name(teacher, scene, mode, args.seed) + '.png')

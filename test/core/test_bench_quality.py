@@ -54,6 +54,35 @@ def test_fused_baseline_is_the_mean_over_every_view_that_sees_a_point():
     assert seen.all() and np.allclose(single[:, 0], 1.0)                  # the first view that sees it
 
 
+def test_click_points_are_the_top_centre_then_inner_points_of_the_object():
+    import numpy as np
+
+    from n3f_ros.bench.quality import segmentation_miou
+    from n3f_ros.bench.scoring import object_click_points, object_seed_points
+    from n3f_ros.core.synth import GroundTruthPoints
+    g = np.stack(np.meshgrid(np.arange(-0.2, 0.2, 0.01), np.arange(-0.2, 0.2, 0.01)), -1).reshape(-1, 2)
+    table = np.c_[g, np.zeros(len(g))]
+    b = np.stack(np.meshgrid(*(np.arange(0.0, 0.08, 0.01),) * 3), -1).reshape(-1, 3) + [0.05, 0.05, 0.01]
+    xyz = np.concatenate([table, b]).astype(np.float32)
+    labels = np.r_[np.ones(len(table), int), np.full(len(b), 2)]
+    gt = GroundTruthPoints(xyz, labels, np.zeros((len(xyz), 3), np.uint8))
+    c = object_click_points(gt, [2], clicks=5, seed=1, margin=0.02)[2]
+    assert c.shape == (5, 3)
+    np.testing.assert_allclose(c[0], object_seed_points(gt, [2])[2])          # the top-centre click first
+    assert np.all(c[1:, 2] >= 0.01 + 0.02 - 1e-6)                              # inner: 2 cm above the table
+    assert len({tuple(p) for p in c[1:]}) == 4
+    np.testing.assert_allclose(object_click_points(gt, [2], clicks=5, seed=1, margin=0.02)[2], c)   # seeded
+    # the metric averages the clicks: features that separate the box give IoU 1 from every click
+    feats = np.zeros((len(xyz), 2), np.float32)
+    feats[labels == 1, 0], feats[labels == 2, 1] = 1.0, 1.0
+    miou, per = segmentation_miou(xyz, feats, labels, {2: c}, radius=0.025)
+    assert miou == per[2] == 1.0
+    half = (labels == 2) & (xyz[:, 0] > 0.085)                                # half of the box looks like table
+    feats[half] = [1.0, 0.0]
+    _, per = segmentation_miou(xyz, feats, labels, {2: c}, radius=0.025)
+    assert 0.0 < per[2] < 1.0
+
+
 def test_quality_run_reports_three_methods_the_answers_and_a_curve(tmp_path):
     r = run_quality(_tiny(mode='rgbd'), log=lambda *_: None)
     for v in (r.teacher_miou, r.teacher_map, r.fused_teacher_miou, r.fused_teacher_map, r.student_miou,

@@ -282,3 +282,31 @@ def test_held_out_keyframes_measure_student_against_fused(seq):
     assert cloud.feature_source == st['feature_source']
     r = m.query_point(cloud.xyz[np.argmax(cloud.xyz[:, 2])])
     assert r.feature_source == cloud.feature_source and r.confidence > 0
+
+
+def test_an_over_fitting_live_field_does_not_answer(seq):
+    """Early stopping online (best_student.py): when the live field gets worse on the held-out
+    keyframes, answers keep coming from the copy kept at its best; a new keyframe ends that."""
+    m = Mapper(_config(holdout_every=3, holdout_eval_steps=40, bounds_keyframes=FRAMES - 1), teacher=make_teacher())
+    for f in seq[:FRAMES - 1]:
+        m.integrate(f)
+    m.train(80)
+    st = m.stats()
+    assert st['student_copies'] >= 1 and st['student_steps'] in (40, 80)
+    best = m.student
+    assert best is not m.field                                       # a copy, not the training field
+    pts = m.cloud(force=True).xyz
+    before = best.query_features(pts)
+    with torch.no_grad():                                            # the live field "over-fits": noise
+        for p in m.field.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    m.measure_sources()
+    st = m.stats()
+    assert st['heldout_error_student_live'] > st['heldout_error_student'] + 0.01, st
+    assert m.student is best and st['student_kept_over_live'] >= 1
+    np.testing.assert_allclose(m.student.query_features(pts), before)
+    cloud = m.cloud(force=True)
+    if cloud.feature_source == 'student':
+        np.testing.assert_allclose(cloud.features, m.student.query_features(cloud.xyz), atol=1e-5)
+    assert m.integrate(seq[FRAMES - 1])                               # a new keyframe: the copy is stale
+    assert m.student is m.field

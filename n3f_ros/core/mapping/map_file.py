@@ -67,7 +67,7 @@ def encode_map(state: MapState, pca: FeaturePCA, prototypes: dict) -> dict:
     can be written without it)."""
     if state.field is None:
         raise ValueError('nothing to save: the map is empty')
-    fld = state.field
+    fld = state.served_field()              # the student that answers (best_student.py)
     return {
         'format': MAP_FORMAT, 'version': VERSION,
         'feature_dim': int(fld.config.feature_dim),

@@ -42,8 +42,8 @@ from n3f_ros.core.mapping.extraction import CloudCache, query_radius
 from n3f_ros.core.mapping.map_file import decode_map, encode_map
 from n3f_ros.core.mapping.plausibility import FrameRejected, check_frame
 from n3f_ros.core.mapping.prototypes import PrototypeStore
-from n3f_ros.core.mapping.sources import SourceErrors, measure
-from n3f_ros.core.mapping.state import MapState
+from n3f_ros.core.mapping.sources import SourceErrors, measure_fields
+from n3f_ros.core.mapping.state import MapState, clone_field
 from n3f_ros.core.persistence import load_map_file, save_map_file
 from n3f_ros.core.raster import clean_depth, valid_depth
 from n3f_ros.core.teacher import make_teacher
@@ -97,7 +97,8 @@ class Mapper:
 
     # read-only views of the map for tools and tests (the map object changes on reset / load)
     keyframes = property(lambda self: self.map.keyframes)
-    field = property(lambda self: self.map.field)
+    field = property(lambda self: self.map.field)                # the live (training) field
+    student = property(lambda self: self.map.served_field())     # the one that answers (best_student.py)
     trainer = property(lambda self: self.map.trainer)
     projector = property(lambda self: self.map.projector)
     train_steps = property(lambda self: self.map.train_steps)
@@ -143,6 +144,7 @@ class Mapper:
             s.update(heldout_error_fused=src.last.fused, heldout_error_student=src.last.student,
                      heldout_error_combined=src.last.combined, heldout_pixels=src.last.pixels,
                      heldout_steps=src.last.steps)
+        s.update(state.best.stats(state.version, state.train_steps))
         if np.isfinite(clouds.seconds):
             s['cloud_ms'] = 1000.0 * clouds.seconds
         return s
@@ -253,24 +255,36 @@ class Mapper:
         return True
 
     def measure_sources(self) -> SourceErrors | None:
-        """Measure the feature sources on the held-out keyframes and update the choice of the
-        answering one (``sources.py``); the work runs outside the lock on a snapshot. Returns the
-        measurement (None when nothing could be measured)."""
+        """Measure the feature sources on the held-out keyframes, keep the better of the live
+        field and the kept student copy (``best_student.py``), and update the choice of the
+        answering features (``sources.py``); the work runs outside the lock on copies. Returns
+        the answering student's measurement (None when nothing could be measured)."""
         with self._lock:
             state = self.map
             snap = state.snapshot()
             kfs = state.measurement_keyframes() if snap is not None else []
+            version, kept = state.version, state.best.current(state.version)
+            live = None
+            if state.field is not None:
+                live = snap.field if kept is None else clone_field(state.field)
         if snap is None or not kfs or snap.fused is None:
             return None
         t0 = time.perf_counter()
-        errors = measure(kfs, snap.fused, snap.field, snap.version[1], seed=self.config.seed)
+        fields = [f for f in (live, kept.field if kept is not None else None) if f is not None]
+        errs = measure_fields(kfs, snap.fused, fields, snap.version[1], seed=self.config.seed)
         self._time('measure', time.perf_counter() - t0)
+        errors = errs[0]
         with self._lock:
             if self.map is not state:
                 return errors
+            if live is not None:
+                kept_error = errs[1].student if kept is not None else float('nan')
+                took = state.keep_student(live, errors.student, kept_error, errors.steps, version)
+                if kept is not None and not took:
+                    errors = errs[1]                         # the kept copy answers
             src = state.sources
             before = (src.source, src.alpha)
-            src.update(errors, student_available=snap.field is not None)
+            src.update(errors, student_available=live is not None)
             if (src.source, src.alpha) != before:
                 state.sources_version += 1
                 log.info('features now from %s (held-out 1-cos: fused %.4f, student %.4f, combined %.4f) at %d steps',

@@ -10,7 +10,8 @@ learnt from:
 
 * **fused**: the voxel's fused feature *without this keyframe's own observation* (leave-one-out:
   ``(S_v - f_kv) / (W_v - 1)``; voxels only this keyframe saw are skipped);
-* **student**: the field's feature at the pixel's back-projected 3D point;
+* **student**: the field's feature at the pixel's back-projected 3D point (for the live field and
+  for the copy ``best_student`` keeps, on the same pixels: ``measure_fields``);
 * **combined**: ``normalize((1 - a) * fused + a * student)`` for ``a`` in :data:`ALPHAS`, the best
   ``a`` on the same pixels (a one-parameter fit on held-out data).
 
@@ -108,16 +109,26 @@ def keyframe_samples(kf: HeldOutKeyframe):
 
 def measure(kfs: list[HeldOutKeyframe], fused: FusedLayer | None, field, steps: int,
             seed: int = 0) -> SourceErrors:
-    """Held-out errors of the sources (see the module docstring). ``kfs``: the held-out keyframes,
-    or (none held out) the latest ones, on which only the fused layer is measured; ``field``: the
-    student (a copy, or None before it exists); ``fused``: a copy of the layer."""
+    """Held-out errors of the sources with one student ``field`` (see ``measure_fields``)."""
+    return measure_fields(kfs, fused, [field] if field is not None else [], steps, seed)[0]
+
+
+def measure_fields(kfs: list[HeldOutKeyframe], fused: FusedLayer | None, fields: list, steps: int,
+                   seed: int = 0) -> list[SourceErrors]:
+    """Held-out errors of the sources (see the module docstring), one ``SourceErrors`` per student
+    in ``fields`` (copies of fields: e.g. the live one and ``best_student``'s kept copy), all on
+    the same pixels (the pixels every field and the fused layer predict) and with the same fused
+    error; one with nan student errors when ``fields`` is empty. ``kfs``: the held-out
+    keyframes, or (none held out) the latest ones, on which only the fused layer is measured;
+    ``fused``: a copy of the layer."""
     rng = np.random.default_rng(seed + steps)
     if any(kf.held_out for kf in kfs):
         kfs = [kf for kf in kfs if kf.held_out]
+        students = list(fields)
     else:
-        field = None                   # the student learnt these keyframes: not a fair test
-    errs = {s: [] for s in ('fused', 'student')}
-    comb = {a: [] for a in ALPHAS}
+        students = []                  # the student learnt these keyframes: not a fair test
+    errs_fused, errs_st = [], [[] for _ in students]
+    comb = [{a: [] for a in ALPHAS} for _ in students]
     used = 0
     for kf in kfs:
         if fused is None or len(fused) == 0:
@@ -135,9 +146,9 @@ def measure(kfs: list[HeldOutKeyframe], fused: FusedLayer | None, field, steps: 
         j = np.minimum(np.searchsorted(own['keys'], keys), len(own['keys']) - 1)
         ok = (rows >= 0) & (own['keys'][j] == keys)
         ok[ok] = fused.weight[rows[ok]] >= 2.0
-        if field is not None:
+        for fld in students:
             with torch.no_grad():
-                inside = field.inside(torch.as_tensor(pts, dtype=torch.float32, device=field.device)).cpu().numpy()
+                inside = fld.inside(torch.as_tensor(pts, dtype=torch.float32, device=fld.device)).cpu().numpy()
             ok &= inside
         if not ok.any():
             continue
@@ -145,22 +156,28 @@ def measure(kfs: list[HeldOutKeyframe], fused: FusedLayer | None, field, steps: 
         loo = fused.feat_sum[r].astype(np.float64) - own['feat'][j[ok]]
         loo = (loo / np.maximum(np.linalg.norm(loo, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         t = target[ok]
-        errs['fused'].append(1.0 - np.einsum('ij,ij->i', loo, t))
-        if field is not None:
-            st = field.query_features(pts[ok])
-            errs['student'].append(1.0 - np.einsum('ij,ij->i', st, t))
+        errs_fused.append(1.0 - np.einsum('ij,ij->i', loo, t))
+        for fld, e, c in zip(students, errs_st, comb):
+            st = fld.query_features(pts[ok])
+            e.append(1.0 - np.einsum('ij,ij->i', st, t))
             for a in ALPHAS:
-                comb[a].append(1.0 - np.einsum('ij,ij->i', combine(loo, st, a), t))
+                c[a].append(1.0 - np.einsum('ij,ij->i', combine(loo, st, a), t))
         used += 1
-    mean = {k: float(np.concatenate(v).mean()) if v else float('nan') for k, v in errs.items()}
-    pixels = int(sum(len(x) for x in errs['fused']))
-    best_a, best_c = float('nan'), float('nan')
-    for a, v in comb.items():
-        if v:
-            c = float(np.concatenate(v).mean())
-            if not np.isfinite(best_c) or c < best_c:
-                best_a, best_c = a, c
-    return SourceErrors(int(steps), used, pixels, mean['fused'], mean['student'], best_c, best_a)
+    mean_fused = float(np.concatenate(errs_fused).mean()) if errs_fused else float('nan')
+    pixels = int(sum(len(x) for x in errs_fused))
+    out = []
+    for e, c in zip(errs_st, comb):
+        best_a, best_c = float('nan'), float('nan')
+        for a, v in c.items():
+            if v:
+                m = float(np.concatenate(v).mean())
+                if not np.isfinite(best_c) or m < best_c:
+                    best_a, best_c = a, m
+        student = float(np.concatenate(e).mean()) if e else float('nan')
+        out.append(SourceErrors(int(steps), used, pixels, mean_fused, student, best_c, best_a))
+    if not out:
+        out.append(SourceErrors(int(steps), used, pixels, mean_fused, float('nan'), float('nan'), float('nan')))
+    return out
 
 
 class FeatureSources:

@@ -27,6 +27,7 @@ from n3f_ros.core.field.model import FeatureField, FieldConfig
 from n3f_ros.core.frame import Frame
 from n3f_ros.core.keyframe_depth import KeyframeStereo
 from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
+from n3f_ros.core.mapping.best_student import BestStudent
 from n3f_ros.core.mapping.config import MapperConfig
 from n3f_ros.core.mapping.fused import FusedLayer
 from n3f_ros.core.mapping.sources import FALLBACK_KEYFRAMES, FeatureSources, HeldOutKeyframe
@@ -51,7 +52,8 @@ class MapSnapshot:
     """A consistent, private copy of the map for the outputs (see the module docstring).
 
     version:   (map version, training steps, feature-choice version) it was taken at.
-    field:     copy of the field (no gradients), None before it exists.
+    field:     the answering student (``MapState.served_field``: the kept copy, else a copy of the
+               live field; no gradients), None before the field exists.
     use_depth: the field is supervised by stored depth (measured or stereo).
     measured:  the stored depth is measured (RGB-D) rather than triangulated.
     depth:     (K, h, w) float32 keyframe z-depth in metres (0 = unknown), numpy.
@@ -102,7 +104,25 @@ class MapState:
         self.fused_orders: set[int] = set()   # insertion counters of the keyframes fused
         self.sources = FeatureSources(cfg.feature_source)
         self.sources_version = 0              # bumped when the answering source changes
+        self.best = BestStudent()             # the student copy that answers (best_student.py)
         self._snapshot: MapSnapshot | None = None
+
+    def served_field(self) -> FeatureField | None:
+        """The student that answers (``best_student``): the kept copy with the lowest held-out
+        error since the keyframes last changed, else the live field (None before it exists)."""
+        return self.best.served(self.field, self.version)
+
+    def keep_student(self, live_copy: FeatureField, live_error: float, kept_error: float, steps: int,
+                     version: int) -> bool:
+        """Record a held-out measurement of the live field's copy (and of the kept copy) taken at
+        map ``version`` (``BestStudent.update``); ignored when a keyframe arrived since. Returns
+        True when the copy now answers."""
+        if version != self.version:
+            return False
+        took = self.best.update(live_copy, live_error, kept_error, steps, version)
+        if took:
+            self._snapshot = None             # outputs must read the new copy
+        return took
 
     @property
     def train_steps(self) -> int:
@@ -224,13 +244,21 @@ class MapState:
         sources = FeatureSources(self.sources.forced)
         sources.source, sources.alpha, sources.last = self.sources.source, self.sources.alpha, self.sources.last
         self._snapshot = MapSnapshot(
-            version=version, field=clone_field(self.field) if self.field is not None else None,
+            version=version, field=self._served_copy(),
             use_depth=bool(self.trainer.config.use_depth) if self.trainer is not None else True,
             measured=self.measured_depth, depth=kf.depth[:k].cpu().numpy().copy(),
             rgb=kf.rgb[:k].cpu().numpy().copy(), cameras=tuple(kf.cameras[:k]),
             poses=tuple(T.copy() for T in kf.poses[:k]),
             fused=self.fused.copy() if self.fused is not None else None, sources=sources)
         return self._snapshot
+
+    def _served_copy(self) -> FeatureField | None:
+        """A field the outputs may read outside the lock: the kept copy itself (never changed in
+        place), else a clone of the live field."""
+        if self.field is None:
+            return None
+        kept = self.best.current(self.version)
+        return kept.field if kept is not None else clone_field(self.field)
 
 
 def make_keyframe_config(cfg: MapperConfig) -> KeyframeConfig:
