@@ -38,14 +38,15 @@ def _quality_section(runs: list[dict]) -> list[str]:
         title = (f"{s.get('teacher', 'synthetic')} teacher, {s.get('scene', 'synth')} scene, {s['mode']} "
                  f"(seed {s['seed']})")
         out += ['', f'### {title}', '', '| steps | train [s] | student mIoU feat | geo | mAP | answers mIoU | small '
-                '| table | source | held-out 1-cos fused / student / combined |',
-                '|---|---|---|---|---|---|---|---|---|---|']
+                '| table | source | held-out 1-cos fused / student (live field) / combined | student of step |',
+                '|---|---|---|---|---|---|---|---|---|---|---|']
         for c in r['curve']:
             out.append(f"| {c['steps']} | {c['train_seconds']:.1f} | {_f(c['student_miou'])} "
                        f"| {_f(c.get('student_geo_miou'))} | {_f(c['student_map'])} | {_f(c.get('answer_miou'))} "
                        f"| {_f(c.get('answer_small_miou'))} | {_f(c.get('answer_table_iou'))} "
                        f"| {c.get('answer_source', '')} | {_f(c.get('heldout_error_fused'))} / "
-                       f"{_f(c.get('heldout_error_student'))} / {_f(c.get('heldout_error_combined'))} |")
+                       f"{_f(c.get('heldout_error_student'))} ({_f(c.get('heldout_error_student_live'))}) / "
+                       f"{_f(c.get('heldout_error_combined'))} | {c.get('student_steps', c['steps'])} |")
         po, objs = r.get('per_object', {}), r.get('objects', {})
         if objs:
             cols = [k for k in ('teacher', 'fused_teacher', 'student', 'teacher_geo', 'fused_teacher_geo',
