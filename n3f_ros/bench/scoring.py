@@ -51,7 +51,8 @@ def object_click_points(gt, object_ids=None, clicks: int = 1, seed: int = 0, min
         if clicks > 1:
             others = gt.xyz[~mine]
             d = cKDTree(others).query(p)[0] if len(others) else np.full(len(p), np.inf)
-            pool = p[d >= margin] if np.sum(d >= margin) >= clicks - 1 else p
+            inner = d >= margin
+            pool = p[inner] if inner.sum() >= clicks - 1 else p
             pts += list(pool[rng.choice(len(pool), clicks - 1, replace=len(pool) < clicks - 1)])
         out[int(k)] = np.stack(pts)
     return out

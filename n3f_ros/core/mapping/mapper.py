@@ -11,7 +11,8 @@ It owns the threading and delegates the work:
   keyframe insertion (with its fusion) or a few-millisecond copy, never for an output;
 * best available features — every ``holdout_eval_steps`` training steps (and at every keyframe
   before the field exists) the fused layer, the student and their combination are measured on
-  held-out keyframes (``sources.measure``, outside the lock) and the best one answers;
+  held-out keyframes (``sources.measure_fields``, outside the lock) and the best one answers, from the
+  student copy ``best_student`` keeps;
 * outputs — cloud (``extraction.CloudCache``), feature images and masks (``views``) computed from
   a snapshot outside the lock; queries (by point, by pixel, by prototype) on the latest cloud,
   respecting its geometry, refusing whole-scene answers (refusals counted by reason in

@@ -107,12 +107,6 @@ def keyframe_samples(kf: HeldOutKeyframe):
     return pts, feats, rgb
 
 
-def measure(kfs: list[HeldOutKeyframe], fused: FusedLayer | None, field, steps: int,
-            seed: int = 0) -> SourceErrors:
-    """Held-out errors of the sources with one student ``field`` (see ``measure_fields``)."""
-    return measure_fields(kfs, fused, [field] if field is not None else [], steps, seed)[0]
-
-
 def measure_fields(kfs: list[HeldOutKeyframe], fused: FusedLayer | None, fields: list, steps: int,
                    seed: int = 0) -> list[SourceErrors]:
     """Held-out errors of the sources (see the module docstring), one ``SourceErrors`` per student

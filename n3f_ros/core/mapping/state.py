@@ -209,7 +209,7 @@ class MapState:
 
     def measurement_keyframes(self) -> list[HeldOutKeyframe]:
         """Copies of the held-out keyframes with depth (else the latest keyframes with depth) for
-        ``sources.measure`` (call under the lock; milliseconds)."""
+        ``sources.measure_fields`` (call under the lock; milliseconds)."""
         kf = self.keyframes
         with_depth = [s for s in range(len(kf)) if kf.order[s] in self.fused_orders]
         held = [s for s in with_depth if kf.held_out(s)]
