@@ -71,6 +71,11 @@ class KeyframeBuffer:
         return len(self.poses)
 
     @property
+    def inserted(self) -> int:
+        """Keyframes inserted since the buffer was cleared (or the count a loaded map had)."""
+        return self._count
+
+    @property
     def has_depth(self) -> bool:
         return self.depth is not None and bool((self.depth[:len(self)] > 0).any())
 

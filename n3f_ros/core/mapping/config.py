@@ -59,7 +59,11 @@ class MapperConfig:
     bounds_keyframes: int = option(3, 'keyframes used to estimate the scene bounds before training starts',
                                    range=(1, 1000))
     rays_per_step: int = option(1024, 'rays per training step', range=(64, 65536))
-    learning_rate: float = option(1e-2, 'Adam learning rate', range=(1e-5, 1.0))
+    learning_rate: float = option(1e-2, 'Adam learning rate while keyframes arrive', range=(1e-5, 1.0))
+    lr_half_life: int = option(500, 'once no keyframe has arrived for this many training steps the learning '
+                               'rate has halved (and so on, down to lr_min_factor; a new keyframe restores '
+                               'it); 0 = constant', 'steps', (0, 10 ** 7))
+    lr_min_factor: float = option(0.1, 'lowest learning rate, as a share of learning_rate', range=(0.0, 1.0))
     seed: int = option(0, 'random seed of ray sampling and segmentation', range=(0, 2 ** 31 - 1))
     # --- outputs
     voxel_size: float = option(0.01, 'voxel size of published clouds', 'm', (0.001, 1.0))

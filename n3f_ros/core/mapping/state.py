@@ -221,6 +221,7 @@ class MapState:
     def make_trainer(self, use_depth: bool) -> Trainer:
         cfg = self.config
         tcfg = TrainerConfig(rays_per_step=cfg.rays_per_step, learning_rate=cfg.learning_rate,
+                             lr_half_life=cfg.lr_half_life, lr_min_factor=cfg.lr_min_factor,
                              use_depth=use_depth, render=cfg.render_config)
         return Trainer(self.field, self.keyframes, tcfg, seed=cfg.seed)
 

@@ -1,0 +1,80 @@
+"""core/trainer: the learning-rate schedule (constant while keyframes arrive, halving once the
+keyframe set is static, restored by a new keyframe) on a real field and keyframe buffer."""
+import numpy as np
+import pytest
+import torch
+
+from n3f_ros.core.camera import PinholeCamera, look_at
+from n3f_ros.core.frame import Frame
+from n3f_ros.core.field.model import FeatureField, FieldConfig
+from n3f_ros.core.field.render import RenderSettings
+from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
+from n3f_ros.core.trainer import Trainer, TrainerConfig, lr_factor
+
+CAM = PinholeCamera(fx=30.0, fy=28.0, cx=16.5, cy=11.0, width=32, height=24)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_lr_factor_halves_per_half_life_down_to_the_floor():
+    assert lr_factor(0, 100, 0.1) == 1.0
+    assert lr_factor(100, 100, 0.1) == pytest.approx(0.5)
+    assert lr_factor(200, 100, 0.1) == pytest.approx(0.25)
+    assert lr_factor(10_000, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(10_000, 0, 0.1) == 1.0          # 0: constant
+    assert lr_factor(-5, 100, 0.1) == 1.0
+
+
+def _add(buf, i):
+    """Keyframe i: a random RGB-D frame looking at the box centre, random teacher features."""
+    rng = np.random.default_rng(i)
+    T = look_at([0.3 * i, -1.0 + 0.2 * i, 0.4 * i - 2.0], [0.1 * i, 0.2, 0.5])
+    frame = Frame(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), CAM, T, stamp=float(i),
+                  depth=rng.uniform(1.0, 3.0, (24, 32)).astype(np.float32))
+    buf.add(frame, torch.nn.functional.normalize(torch.as_tensor(rng.normal(size=(3, 4, 4)), dtype=torch.float32),
+                                                 dim=-1))
+
+
+def _trainer(half_life):
+    buf = KeyframeBuffer(KeyframeConfig(max_keyframes=8, width=16))
+    for i in range(2):
+        _add(buf, i)
+    cfg = FieldConfig(feature_dim=4, geo_levels=4, geo_log2_table=10, geo_max_resolution=32, feat_levels=2,
+                      feat_log2_table=8, feat_max_resolution=16, hidden=16, geo_features=3)
+    torch.manual_seed(0)
+    field = FeatureField(np.array([[-3.0, -3.0, -3.0], [3.0, 3.0, 3.0]]), cfg)
+    tcfg = TrainerConfig(rays_per_step=64, learning_rate=1e-2, lr_half_life=half_life, lr_min_factor=0.1,
+                         render=RenderSettings(n_uniform=8, n_extra=4))
+    return Trainer(field, buf, tcfg), buf
+
+
+def test_learning_rate_decays_while_keyframes_are_static_and_a_new_keyframe_restores_it():
+    trainer, buf = _trainer(half_life=4)
+    rates = []
+    for _ in range(9):
+        trainer.step()
+        rates.append(trainer.lr)
+    # step k (0-based) runs at 0.01 * 0.5 ** (k / 4)
+    assert rates == pytest.approx([1e-2 * 0.5 ** (k / 4) for k in range(9)])
+    trainer.step()
+    assert trainer.lr < 3e-3
+    _add(buf, 2)
+    trainer.step()
+    assert trainer.lr == pytest.approx(1e-2)          # new keyframe: full rate again
+    for _ in range(40):
+        trainer.step()
+    assert trainer.lr == pytest.approx(1e-3)          # floor: lr_min_factor
+    assert np.isfinite(trainer.last['loss'])
+
+
+def test_zero_half_life_keeps_the_rate_constant():
+    trainer, _ = _trainer(half_life=0)
+    for _ in range(5):
+        trainer.step()
+        assert trainer.lr == pytest.approx(1e-2)
