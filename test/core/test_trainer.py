@@ -15,11 +15,8 @@ CAM = PinholeCamera(fx=30.0, fy=28.0, cx=16.5, cy=11.0, width=32, height=24)
 
 
 @pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(torch_single_thread_seeded):
+    """Every test here on one torch thread, seeded (conftest.py)."""
 
 
 def test_lr_factor_halves_per_half_life_down_to_the_floor():
