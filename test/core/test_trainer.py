@@ -29,7 +29,7 @@ def test_lr_factor_halves_per_half_life_down_to_the_floor():
 
 
 def _add(buf, i):
-    """Keyframe i: a random RGB-D frame looking at the box centre, random teacher features."""
+    """Keyframe i: a random RGB-D frame from a pose inside the field's box, random teacher features."""
     rng = np.random.default_rng(i)
     T = look_at([0.3 * i, -1.0 + 0.2 * i, 0.4 * i - 2.0], [0.1 * i, 0.2, 0.5])
     frame = Frame(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), CAM, T, stamp=float(i),
