@@ -21,7 +21,7 @@ while the held-out error kept falling. Decay makes the late field settle (issue 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -32,16 +32,19 @@ from n3f_ros.core.keyframes import KeyframeBuffer
 
 @dataclass
 class TrainerConfig:
-    rays_per_step: int = 1024
-    learning_rate: float = 1e-2
-    use_depth: bool = True
+    """What one trainer runs with. The product's values (rays, rate and its schedule, depth use)
+    have their defaults in ``MapperConfig`` alone (``MapState.make_trainer`` copies them), so they
+    have none here; the loss weights belong to the trainer only."""
+    rays_per_step: int
+    learning_rate: float
+    lr_half_life: int                # steps; 0 = constant learning rate (see the module docstring)
+    lr_min_factor: float             # lowest rate, as a share of learning_rate
+    use_depth: bool
+    render: RenderSettings
     w_rgb: float = 1.0
     w_depth: float = 0.5
     w_opacity: float = 0.05
     w_feat: float = 1.0
-    lr_half_life: int = 0            # steps; 0 = constant learning rate (see the module docstring)
-    lr_min_factor: float = 0.1
-    render: RenderSettings = field(default_factory=RenderSettings)
 
 
 def lr_factor(steps_static: int, half_life: int, min_factor: float) -> float:
@@ -53,11 +56,10 @@ def lr_factor(steps_static: int, half_life: int, min_factor: float) -> float:
 
 
 class Trainer:
-    def __init__(self, field_: FeatureField, keyframes: KeyframeBuffer, config: TrainerConfig | None = None,
-                 seed: int = 0):
+    def __init__(self, field_: FeatureField, keyframes: KeyframeBuffer, config: TrainerConfig, seed: int = 0):
         self.field = field_
         self.keyframes = keyframes
-        self.config = config or TrainerConfig()
+        self.config = config
         self.optimizer = torch.optim.Adam(field_.parameters(), lr=self.config.learning_rate,
                                           betas=(0.9, 0.99), eps=1e-15)
         self.generator = torch.Generator().manual_seed(seed)                          # ray sampling (CPU)
@@ -105,6 +107,20 @@ class Trainer:
     def lr(self) -> float:
         """The learning rate of the last step."""
         return float(self.optimizer.param_groups[0]['lr'])
+
+    @property
+    def steps_static(self) -> int:
+        """Training steps since the keyframe set last changed (what the rate's decay counts)."""
+        if self._schedule[0] != self.keyframes.inserted:
+            return 0                 # a keyframe arrived since the last step: the next runs at full rate
+        return self.steps - self._schedule[1]
+
+    def resume(self, steps: int, steps_static: int) -> None:
+        """Continue a saved map's training where it stopped: its step count and its place in the
+        learning-rate schedule (``steps_static`` steps without a new keyframe, at most ``steps``),
+        so a settled map is not shaken by the full rate again after a load."""
+        self.steps = int(steps)
+        self._schedule = (self.keyframes.inserted, self.steps - min(max(0, int(steps_static)), self.steps))
 
     def _set_learning_rate(self) -> None:
         cfg = self.config

@@ -77,11 +77,39 @@ def test_round_trip_records_the_grid_and_restores_the_map(saved, tmp_path):
     assert m.map.sources.source == raw['sources']['source']
 
 
+def test_a_loaded_map_resumes_its_learning_rate_schedule(tmp_path):
+    """A settled map is not trained at the full rate again after a load: the file records how
+    many steps the keyframes have been unchanged, and the rate continues from there."""
+    m = _mapper(lr_half_life=2, lr_min_factor=0.01)
+    for f in make_sequence(2, 4, 64, 48, shadows=False):
+        m.integrate(f)
+    m.train(6)
+    assert m.trainer.steps_static == 6 and m.trainer.lr == pytest.approx(1e-2 * 0.5 ** 2.5)
+    path = tmp_path / 'map.pt'
+    m.save(str(path))
+    assert load_map_file(str(path))['lr_steps_static'] == 6
+    m2 = _mapper(lr_half_life=2, lr_min_factor=0.01)
+    m2.load(str(path))
+    assert m2.train_steps == 6 and m2.trainer.steps_static == 6
+    m2.train(1)
+    assert m2.trainer.lr == pytest.approx(1e-2 * 0.5 ** 3)     # step 7 of the schedule, not step 1
+    # a map written before the field existed in the file (older versions): full rate
+    raw = load_map_file(str(path))
+    del raw['lr_steps_static']
+    save_map_file(str(path), raw)
+    m3 = _mapper(lr_half_life=2, lr_min_factor=0.01)
+    m3.load(str(path))
+    m3.train(1)
+    assert m3.trainer.lr == pytest.approx(1e-2)
+
+
 def _corrupt(raw, what):
     r = copy.deepcopy(raw)
     kf, fld = r['keyframes'], r['field']
     if what == 'train_steps':
         r['train_steps'] = 'abc'
+    elif what == 'lr_steps_static':          # more static steps than training steps
+        r['lr_steps_static'] = r['train_steps'] + 1
     elif what == 'prototype':
         r['prototypes']['cup'] = 'not a tensor'
     elif what == 'prototype_name':
@@ -130,7 +158,8 @@ def _corrupt(raw, what):
     return r
 
 
-CASES = {'train_steps': 'train_steps', 'prototype': 'prototypes', 'prototype_name': 'control characters',
+CASES = {'train_steps': 'train_steps', 'lr_steps_static': 'lr_steps_static', 'prototype': 'prototypes',
+         'prototype_name': 'control characters',
          'nan_field': 'NaN or inf', 'nan_pose': 'NaN or inf', 'far_pose': 'max_position', 'not_rigid': 'rigid',
          'zero_stride': 'keyframes', 'too_many': 'keyframes.count', 'field_shape': 'shape',
          'grid_tcnn': 'tiny-cuda-nn', 'bounds': 'bounds', 'depth': 'depth', 'field_config': 'field_config',

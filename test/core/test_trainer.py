@@ -47,7 +47,7 @@ def _trainer(half_life):
     torch.manual_seed(0)
     field = FeatureField(np.array([[-3.0, -3.0, -3.0], [3.0, 3.0, 3.0]]), cfg)
     tcfg = TrainerConfig(rays_per_step=64, learning_rate=1e-2, lr_half_life=half_life, lr_min_factor=0.1,
-                         render=RenderSettings(n_uniform=8, n_extra=4))
+                         use_depth=True, render=RenderSettings(n_uniform=8, n_extra=4))
     return Trainer(field, buf, tcfg), buf
 
 

@@ -11,8 +11,10 @@ storage-less views that would expand into gigabytes when copied). Any failure ra
 
 Format history: version 1 (no ``grid_impl``: always the PyTorch grid), version 2 (``grid_impl``),
 version 3 (the fused-teacher layer ``fused``, the insertion counters of the keyframes fused into it
-``fused_orders``, and the feature choice ``sources``). Version 1 and 2 maps load with a fused layer
-rebuilt from their keyframes (those with depth) and the fused layer answering until measured.
+``fused_orders``, and the feature choice ``sources``); optional in any version:
+``lr_steps_static`` (the trainer's place in its learning-rate schedule, ``Trainer.resume``;
+absent: full rate). Version 1 and 2 maps load with a fused layer rebuilt from their keyframes
+(those with depth) and the fused layer answering until measured.
 """
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ def encode_map(state: MapState, pca: FeaturePCA, prototypes: dict) -> dict:
         'pca': pca.state_dict(),
         'prototypes': {k: torch.tensor(v) for k, v in prototypes.items()},
         'train_steps': state.train_steps,
+        'lr_steps_static': state.trainer.steps_static,
         'use_depth': bool(state.trainer.config.use_depth),
         'measured_depth': bool(state.measured_depth),
         'fused': ({k: (torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v)
@@ -295,6 +298,7 @@ def decode_map(raw: dict, config: MapperConfig, device) -> DecodedMap:
         _fail('pca', f'fitted on {pca.dim} dimensions, the field has {feature_dim}')
     prototypes = _prototypes(raw.get('prototypes'), feature_dim)
     steps = _int('train_steps', raw.get('train_steps'), 0, 10 ** 12)
+    steps_static = _int('lr_steps_static', raw.get('lr_steps_static', 0), 0, steps)   # absent before: full rate
     use_depth = _bool('use_depth', raw.get('use_depth'))
     measured = _bool('measured_depth', raw.get('measured_depth', use_depth))
     fused, orders = None, set()
@@ -310,7 +314,7 @@ def decode_map(raw: dict, config: MapperConfig, device) -> DecodedMap:
     state.keyframes, state.field, state.projector = kf, fld, projector
     state.measured_depth = measured
     state.trainer = state.make_trainer(use_depth)
-    state.trainer.steps = steps
+    state.trainer.resume(steps, steps_static)
     if version >= 3:
         src = raw.get('sources')
         if not isinstance(src, dict):
