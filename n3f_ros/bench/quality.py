@@ -24,15 +24,13 @@ baselines:
 Metrics, per method (per object in ``per_object``):
 
 * **3D segmentation mIoU, feature-only** (``*_miou``) — ``query_by_point`` without geometry at
-  :data:`CLICKS` points of each object (automatic threshold, chosen per query at the sharpest edge
-  around the seed, ``core/cloud/seed_threshold.py``; 2.5-voxel connectivity), per object the mean
-  IoU: how well the features alone delineate objects (the N3F measure; issue 8's table). The
-  points: the one nearest the object's top centre, and the rest drawn (seeded) among its points at
-  least 2 voxels from any other label (``scoring.object_click_points``). One click is not enough:
-  with one threshold and one connected part, an object's IoU is nearly binary (~0.8 or ~0.1,
-  leaking into the table), and one object flipping moved the mean by 0.1 between evaluations of
-  the same run. Before the per-query threshold (Otsu over the whole cloud's similarities) the
-  baselines lost most: small objects flooded the table (bench/RESULTS.md);
+  :data:`CLICKS` points of each object (automatic threshold, 2.5-voxel connectivity), per object
+  the mean IoU: how well the features alone delineate objects (the N3F measure; issue 8's table).
+  The points: the one nearest the object's top centre, and the rest drawn (seeded) among its points
+  at least 2 voxels from any other label (``scoring.object_click_points``). One click is not
+  enough: with one Otsu threshold and one connected part, an object's IoU is nearly binary
+  (~0.8 or ~0.1, leaking into the table), and one object flipping moved the mean by 0.1 between
+  evaluations of the same run;
 * **3D segmentation mIoU with geometry** (``*_geo_miou``) — the product's query with the support
   plane and pieces of the ground-truth surface (``core.cloud.geometry``), guards off;
 * **2D retrieval mAP** (``*_map``) — the feature at an object's centre pixel in one held-out view

@@ -36,10 +36,8 @@ what the Mapper always passes), a point query answers one of two kinds:
   like each other than like the whole band's mean).
 
 **Without geometry** (``geometry=None``, feature-only queries, used by the benchmark to measure
-features alone), the points above the threshold that are connected to the seed form the object;
-the automatic threshold is chosen per query where the answer's edge is sharpest
-(``seed_threshold.py``: the widest margin between the threshold and the similarity just outside
-the seed's component; Otsu's ``threshold.auto_threshold`` where no component has an edge).
+features alone), the points above the threshold (automatic: ``threshold.auto_threshold``) that are
+connected to the seed form the object, as before.
 
 **No whole-scene answers** (both ways): an object answer covering more than ``max_share`` of the
 cloud (:data:`MAX_ANSWER_SHARE`), or a query whose similarities over the cloud spread less than
@@ -59,7 +57,6 @@ from n3f_ros.core.cloud.errors import CloudError, EmptyCloudError, QueryError
 from n3f_ros.core.cloud.geometry import foot_layer
 from n3f_ros.core.cloud.graph import components_from_pairs, default_radius, radius_pairs, seed_component, \
     subgraph_components
-from n3f_ros.core.cloud.seed_threshold import MIN_COMPONENT, join_levels, margin_threshold
 from n3f_ros.core.cloud.threshold import auto_threshold, check_threshold
 from n3f_ros.core.cloud.validate import check_features, check_point, check_positive, check_xyz, l2_normalize
 
@@ -410,13 +407,7 @@ def query_by_point(cloud_xyz, cloud_features, point, threshold: float | None = N
         members, thr, kind = _geometric_answer(geometry, xyz, f, sims, nearest, threshold, seed_feature)
         return _result(xyz, f, sims, members, thr, radius, name=name, seed_index=nearest, kind=kind,
                        max_share=max_share)
-    if threshold is None:                     # per query: the sharpest edge around the seed
-        pairs = radius_pairs(xyz, radius)
-        root = int(near[np.argmax(sims[near])])
-        thr = margin_threshold(join_levels(len(xyz), pairs, sims, root), sims, pairs,
-                               max(len(near), MIN_COMPONENT), fallback=auto_threshold(sims))
-    else:
-        thr = threshold
+    thr = _threshold(sims, threshold)
     ok_near = near[sims[near] >= thr]
     if len(ok_near) == 0:
         raise QueryError(f'no point near the query point reaches similarity {thr:.3f} '
