@@ -93,7 +93,7 @@ def test_a_loaded_map_resumes_its_learning_rate_schedule(tmp_path):
     assert m2.train_steps == 6 and m2.trainer.steps_static == 6
     m2.train(1)
     assert m2.trainer.lr == pytest.approx(1e-2 * 0.5 ** 3)     # step 7 of the schedule, not step 1
-    # a map written before the field existed in the file (older versions): full rate
+    # a map file without the key (written by an older version): full rate
     raw = load_map_file(str(path))
     del raw['lr_steps_static']
     save_map_file(str(path), raw)
