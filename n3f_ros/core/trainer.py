@@ -127,6 +127,6 @@ class Trainer:
         inserted = self.keyframes.inserted
         if inserted != self._schedule[0]:
             self._schedule = (inserted, self.steps)
-        f = lr_factor(self.steps - self._schedule[1], cfg.lr_half_life, cfg.lr_min_factor)
+        f = lr_factor(self.steps_static, cfg.lr_half_life, cfg.lr_min_factor)
         for g in self.optimizer.param_groups:
             g['lr'] = cfg.learning_rate * f
