@@ -310,3 +310,28 @@ def test_an_over_fitting_live_field_does_not_answer(seq):
         np.testing.assert_allclose(cloud.features, m.student.query_features(cloud.xyz), atol=1e-5)
     assert m.integrate(seq[FRAMES - 1])                               # a new keyframe: the copy is stale
     assert m.student is m.field
+
+
+def test_a_colour_only_map_measures_its_student_by_rendering(seq):
+    """Colour alone (no depth, no stereo, so no fused layer): the held-out keyframes measure the
+    students by their rendered features, and an over-fitting live field still does not answer."""
+    lo, hi = seq.scene.bounds
+    m = Mapper(_config(use_depth=False, stereo_depth=False, holdout_every=3, holdout_eval_steps=40,
+                       scene_bounds=tuple(np.concatenate([lo - 0.05, hi + 0.05]))), teacher=make_teacher())
+    for f in seq:
+        m.integrate(f)
+    assert m.map.fused is None
+    m.train(80)
+    st = m.stats()
+    assert st['heldout_measurements'] >= 2 and st['heldout_pixels'] > 1000, st
+    assert np.isnan(st['heldout_error_fused']) and 0.0 <= st['heldout_error_student'] < 2.0, st
+    assert st['feature_source'] == 'student' and st['student_copies'] >= 1, st
+    best = m.student
+    assert best is not m.field
+    with torch.no_grad():                                            # the live field "over-fits": noise
+        for p in m.field.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    m.measure_sources()
+    st = m.stats()
+    assert st['heldout_error_student_live'] > st['heldout_error_student'] + 0.01, st
+    assert m.student is best and st['student_kept_over_live'] >= 1

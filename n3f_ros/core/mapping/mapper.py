@@ -268,11 +268,12 @@ class Mapper:
             live = None
             if state.field is not None:
                 live = snap.field if kept is None else clone_field(state.field)
-        if snap is None or not kfs or snap.fused is None:
+        fields = [f for f in (live, kept.field if kept is not None else None) if f is not None]
+        if snap is None or not kfs or (snap.fused is None and not fields):
             return None
         t0 = time.perf_counter()
-        fields = [f for f in (live, kept.field if kept is not None else None) if f is not None]
-        errs = measure_fields(kfs, snap.fused, fields, snap.version[1], seed=self.config.seed)
+        errs = measure_fields(kfs, snap.fused, fields, snap.version[1], seed=self.config.seed,
+                              render=self.config.render_config)
         self._time('measure', time.perf_counter() - t0)
         errors = errs[0]
         with self._lock:

@@ -15,7 +15,15 @@ learnt from:
 * **combined**: ``normalize((1 - a) * fused + a * student)`` for ``a`` in :data:`ALPHAS`, the best
   ``a`` on the same pixels (a one-parameter fit on held-out data).
 
-The error of each is the mean ``1 - cos`` over the pixels all of them predict. The source with the
+The error of each is the mean ``1 - cos`` over the pixels all of them predict.
+
+A map without any depth (colour alone: no measured depth, no stereo) has no fused layer and no
+depth pixel to put a point at. There the students are measured by their **volume-rendered**
+features at up to :data:`MAX_PIXELS` pixels of each held-out keyframe (the expected feature along
+the pixel's ray, deterministic samples) against the keyframe's teacher features: the live field
+and the kept copy on the same pixels, so ``best_student`` keeps the better one (early stopping)
+in colour-only maps too. The rendered error is used only when no held-out depth pixel could be
+measured, never mixed with point errors in one measurement. The source with the
 lowest error answers; the current source is kept unless another is better by :data:`SWITCH_MARGIN`
 (no flapping between nearly equal ones). Until a held-out keyframe and the field exist, the fused
 layer answers (its leave-one-out error is still measured on the latest keyframes). The measured
@@ -33,7 +41,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from n3f_ros.core.camera import backproject_depth
+from n3f_ros.core.camera import backproject_depth, pixel_rays
+from n3f_ros.core.field.render import RenderSettings, render_rays
 from n3f_ros.core.mapping.fused import FusedLayer, keyframe_observations, voxel_keys
 
 SOURCES = ('fused', 'student', 'combined')
@@ -107,14 +116,43 @@ def keyframe_samples(kf: HeldOutKeyframe):
     return pts, feats, rgb
 
 
+def rendered_errors(kfs: list[HeldOutKeyframe], fields: list, render: RenderSettings,
+                    rng: np.random.Generator) -> tuple[list[np.ndarray], int]:
+    """Colour-only measurement (module docstring): per field in ``fields`` the ``1 - cos`` (N,)
+    between its volume-rendered feature and the teacher's at up to :data:`MAX_PIXELS` pixels
+    of each keyframe in ``kfs`` (the same pixels for every field; a ray that renders nothing
+    scores 1). Returns the errors per field and the keyframes used."""
+    errs = [[] for _ in fields]
+    used = 0
+    for kf in kfs:
+        h, w = kf.depth.shape
+        n = min(MAX_PIXELS, h * w)
+        idx = np.sort(rng.choice(h * w, n, replace=False))
+        u, v = idx % w + 0.5, idx // w + 0.5
+        target = _bilinear(kf.feat, u, v, w, h)
+        target = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
+        o, d = pixel_rays(kf.camera, kf.pose, np.stack([u, v], axis=1))
+        for fld, e in zip(fields, errs):
+            ot = torch.as_tensor(o, dtype=torch.float32, device=fld.device)
+            dt = torch.as_tensor(d, dtype=torch.float32, device=fld.device)
+            with torch.no_grad():
+                f = render_rays(fld, ot, dt, render, perturb=False).feat.cpu().numpy()
+            f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-6)
+            e.append(1.0 - np.einsum('ij,ij->i', f, target))
+        used += 1
+    return [np.concatenate(e) if e else np.zeros(0) for e in errs], used
+
+
 def measure_fields(kfs: list[HeldOutKeyframe], fused: FusedLayer | None, fields: list, steps: int,
-                   seed: int = 0) -> list[SourceErrors]:
+                   seed: int = 0, render: RenderSettings | None = None) -> list[SourceErrors]:
     """Held-out errors of the sources (see the module docstring), one ``SourceErrors`` per student
     in ``fields`` (copies of fields: e.g. the live one and ``best_student``'s kept copy), all on
     the same pixels (the pixels every field and the fused layer predict) and with the same fused
     error; one with nan student errors when ``fields`` is empty. ``kfs``: the held-out
     keyframes, or (none held out) the latest ones, on which only the fused layer is measured;
-    ``fused``: a copy of the layer."""
+    ``fused``: a copy of the layer (None: there is none). ``render``: the render settings of the
+    colour-only measurement, used when no depth pixel of a held-out keyframe could be measured
+    (None: not done)."""
     rng = np.random.default_rng(seed + steps)
     if any(kf.held_out for kf in kfs):
         kfs = [kf for kf in kfs if kf.held_out]
@@ -157,6 +195,11 @@ def measure_fields(kfs: list[HeldOutKeyframe], fused: FusedLayer | None, fields:
             for a in ALPHAS:
                 c[a].append(1.0 - np.einsum('ij,ij->i', combine(loo, st, a), t))
         used += 1
+    if not errs_fused and students and render is not None:        # colour alone: rendered features
+        rendered, used = rendered_errors(kfs, students, render, rng)
+        nan = float('nan')
+        return [SourceErrors(int(steps), used, len(e), nan, float(e.mean()) if len(e) else nan, nan, nan)
+                for e in rendered]
     mean_fused = float(np.concatenate(errs_fused).mean()) if errs_fused else float('nan')
     pixels = int(sum(len(x) for x in errs_fused))
     out = []

@@ -208,15 +208,23 @@ class MapState:
         return True
 
     def measurement_keyframes(self) -> list[HeldOutKeyframe]:
-        """Copies of the held-out keyframes with depth (else the latest keyframes with depth) for
-        ``sources.measure_fields`` (call under the lock; milliseconds)."""
+        """Copies of the keyframes ``sources.measure_fields`` measures on (call under the lock;
+        milliseconds): the held-out keyframes that were fused; when none was, every held-out one
+        (colour alone: measured by rendering; depth not fused yet is left out, as zeros, since the
+        fused layer's leave-one-out needs the keyframe's own observation in it); when none is
+        held out, the latest fused keyframes."""
         kf = self.keyframes
         with_depth = [s for s in range(len(kf)) if kf.order[s] in self.fused_orders]
-        held = [s for s in with_depth if kf.held_out(s)]
+        held = [s for s in with_depth if kf.held_out(s)] or kf.held_out_slots()
         slots = held or sorted(with_depth, key=lambda s: kf.order[s])[-FALLBACK_KEYFRAMES:]
-        return [HeldOutKeyframe(kf.depth[s].cpu().numpy().copy(), kf.rgb[s].cpu().numpy().copy(),
-                                kf.feat[s].float().cpu().numpy(), kf.cameras[s], kf.poses[s].copy(), kf.order[s],
-                                kf.held_out(s)) for s in slots]
+        out = []
+        for s in slots:
+            depth = kf.depth[s].cpu().numpy().copy()
+            if kf.order[s] not in self.fused_orders:
+                depth[:] = 0.0
+            out.append(HeldOutKeyframe(depth, kf.rgb[s].cpu().numpy().copy(), kf.feat[s].float().cpu().numpy(),
+                                       kf.cameras[s], kf.poses[s].copy(), kf.order[s], kf.held_out(s)))
+        return out
 
     def make_trainer(self, use_depth: bool) -> Trainer:
         cfg = self.config
