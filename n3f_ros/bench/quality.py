@@ -31,6 +31,13 @@ Metrics, per method (per object in ``per_object``):
   enough: with one Otsu threshold and one connected part, an object's IoU is nearly binary
   (~0.8 or ~0.1, leaking into the table), and one object flipping moved the mean by 0.1 between
   evaluations of the same run;
+* **threshold-free 3D segmentation, feature-only** — the same queries at every cosine threshold of
+  :data:`SWEEP_THRESHOLDS` instead of the automatic one: ``*_sweep_miou`` the IoU averaged over
+  the thresholds (per object, then over objects: the area under the IoU-threshold curve), and
+  ``*_oracle_miou`` each object at its own best threshold (an upper bound no user gets). The
+  automatic threshold's choice weighs on the feature-only mIoU (Otsu floods small objects of a
+  blurred teacher); these two say how well the features separate objects whatever threshold is
+  picked;
 * **3D segmentation mIoU with geometry** (``*_geo_miou``) — the product's query with the support
   plane and pieces of the ground-truth surface (``core.cloud.geometry``), guards off;
 * **2D retrieval mAP** (``*_map``) — the feature at an object's centre pixel in one held-out view
@@ -72,6 +79,8 @@ TEACHERS = ('dinov2', 'random', 'synthetic')
 MONOTONE_TOLERANCE = 0.03
 #: query points per object of the 3D segmentation metrics (see the module docstring)
 CLICKS = 5
+#: cosine thresholds of the threshold-free measures (``*_sweep_miou``, ``*_oracle_miou``)
+SWEEP_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))          # 0.50 ... 0.95
 #: objects whose largest extent is below this are "small" (about one teacher patch at 0.7 m, 320 px)
 SMALL_EXTENT = 0.05
 
@@ -112,6 +121,12 @@ class QualityResult:
     student_miou: float = 0.0
     student_map: float = 0.0
     student_geo_miou: float = 0.0
+    teacher_sweep_miou: float = 0.0                 # threshold-free (module docstring)
+    fused_teacher_sweep_miou: float = 0.0
+    student_sweep_miou: float = 0.0
+    teacher_oracle_miou: float = 0.0
+    fused_teacher_oracle_miou: float = 0.0
+    student_oracle_miou: float = 0.0
     answer_miou: float = 0.0
     answer_small_miou: float | None = None          # None: the scene has no small object
     answer_table_iou: float = 0.0
@@ -225,23 +240,37 @@ def table_seed_point(points, labels, clearance: float = 0.1):
     return table[np.argmin(np.linalg.norm(table[:, :2], axis=1))]
 
 
+def _click_iou(points, feats, labels, k, p, radius, geometry=None, threshold=None) -> float:
+    """IoU with object ``k`` of the query at point ``p`` (guards off; a refusal scores 0)."""
+    try:
+        r = query_by_point(points, feats, p, threshold=threshold, radius=radius, geometry=geometry,
+                           max_share=None, min_spread=None)
+        pred = r.mask(len(points))
+    except QueryError:
+        pred = np.zeros(len(points), bool)
+    return float(iou(pred, labels == k))
+
+
 def segmentation_miou(points, feats, labels, clicks, radius: float, geometry=None) -> tuple[float, dict]:
     """Query-based 3D segmentation (see the module docstring): per object, the mean IoU of the
     queries at its click points (``clicks``: id -> (n, 3) metres, or (3,) for one click); the
     mean over objects and the per-object IoUs."""
-    ious = {}
-    for k, ps in clicks.items():
-        vals = []
-        for p in np.asarray(ps, dtype=np.float64).reshape(-1, 3):
-            try:
-                r = query_by_point(points, feats, p, radius=radius, geometry=geometry, max_share=None,
-                                   min_spread=None)
-                pred = r.mask(len(points))
-            except QueryError:
-                pred = np.zeros(len(points), bool)
-            vals.append(float(iou(pred, labels == k)))
-        ious[int(k)] = float(np.mean(vals))
+    ious = {int(k): float(np.mean([_click_iou(points, feats, labels, k, p, radius, geometry)
+                                   for p in np.asarray(ps, dtype=np.float64).reshape(-1, 3)]))
+            for k, ps in clicks.items()}
     return float(np.mean(list(ious.values()))) if ious else 0.0, ious
+
+
+def threshold_sweep(points, feats, labels, clicks, radius: float) -> tuple[float, float]:
+    """Threshold-free feature-only segmentation (module docstring): per object the IoU-threshold
+    curve over :data:`SWEEP_THRESHOLDS` (mean over its clicks). Returns (sweep mIoU: the curves'
+    mean over thresholds and objects, oracle mIoU: the mean over objects of each curve's best)."""
+    curves = [np.mean([[_click_iou(points, feats, labels, k, p, radius, threshold=t) for t in SWEEP_THRESHOLDS]
+                       for p in np.asarray(ps, dtype=np.float64).reshape(-1, 3)], axis=0)
+              for k, ps in clicks.items()]                                   # per object: (T,)
+    if not curves:
+        return 0.0, 0.0
+    return float(np.mean([c.mean() for c in curves])), float(np.mean([c.max() for c in curves]))
 
 
 def retrieval_map(feature_images, instance_images, object_ids) -> float:
@@ -340,6 +369,9 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
     res.teacher_geo_miou, po_tg = segmentation_miou(points, t_feats, labels, clicks, radius, geometry)
     res.fused_teacher_geo_miou, po_fg = segmentation_miou(points, f_feats, labels, clicks, radius, geometry)
     res.per_object.update(teacher=po_t, fused_teacher=po_f, teacher_geo=po_tg, fused_teacher_geo=po_fg)
+    res.teacher_sweep_miou, res.teacher_oracle_miou = threshold_sweep(points, t_feats, labels, clicks, radius)
+    res.fused_teacher_sweep_miou, res.fused_teacher_oracle_miou = threshold_sweep(points, f_feats, labels, clicks,
+                                                                                  radius)
 
     ew, eh = s.eval_width, int(round(s.height * s.eval_width / s.width))
     held_inst = [resize_nearest(f.instance, ew, eh) for f in held]
@@ -350,9 +382,10 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
     held_fused = [fused_view_features(f, f.camera.scaled(ew, eh), points, f_feats, 1.5 * s.gt_voxel) for f in held]
     res.fused_teacher_map = retrieval_map(held_fused, held_inst, object_ids)
     del held_teacher, held_fused
-    log(f'single-view teacher: mIoU {res.teacher_miou:.3f} (with geometry {res.teacher_geo_miou:.3f})  '
-        f'mAP {res.teacher_map:.3f}')
-    log(f'fused teacher:       mIoU {res.fused_teacher_miou:.3f} (with geometry {res.fused_teacher_geo_miou:.3f})  '
+    log(f'single-view teacher: mIoU {res.teacher_miou:.3f} (with geometry {res.teacher_geo_miou:.3f}; '
+        f'sweep {res.teacher_sweep_miou:.3f}, best threshold {res.teacher_oracle_miou:.3f})  mAP {res.teacher_map:.3f}')
+    log(f'fused teacher:       mIoU {res.fused_teacher_miou:.3f} (with geometry {res.fused_teacher_geo_miou:.3f}; '
+        f'sweep {res.fused_teacher_sweep_miou:.3f}, best threshold {res.fused_teacher_oracle_miou:.3f})  '
         f'mAP {res.fused_teacher_map:.3f}   ({len(points)} eval points)')
 
     cfg = MapperConfig(teacher_model=teacher.name, use_depth=(s.mode == 'rgbd'), stereo_depth=(s.mode == 'rgb'),
@@ -372,12 +405,14 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
         feats = mapper.student.query_features(points)                # the student that answers
         miou, ious = segmentation_miou(points, feats, labels, clicks, radius)
         gmiou, gious = segmentation_miou(points, feats, labels, clicks, radius, geometry)
+        sweep, oracle = threshold_sweep(points, feats, labels, clicks, radius)
         imgs = [mapper.render_features(f.camera.scaled(ew, eh), f.T_world_cam).features for f in held]
         mp = retrieval_map(imgs, held_inst, object_ids)
         ans = product_answers(mapper, gt.xyz, gt.labels, seeds, s.gt_voxel)
         st = mapper.stats()
         c = {'steps': done, 'train_seconds': mapper.trainer.seconds, 'student_miou': miou, 'student_geo_miou': gmiou,
-             'student_map': mp, 'answer_miou': _mean(ans['ious']) or 0.0,
+             'student_sweep_miou': sweep, 'student_oracle_miou': oracle, 'student_map': mp,
+             'answer_miou': _mean(ans['ious']) or 0.0,
              'answer_small_miou': _mean(ans['ious'], small),
              'answer_table_iou': ans['table'], 'answer_source': ans['source'],
              'answer_confidence': float(np.mean(ans['confidence'])) if ans['confidence'] else 0.0,
@@ -403,12 +438,14 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
             c, ious, gious, aious = evaluate(done)
             res.curve.append(c)
             bar.write(f'  step {done:5d}  train {c["train_seconds"]:6.1f} s  student mIoU {c["student_miou"]:.3f} '
-                      f'(geometry {c["student_geo_miou"]:.3f})  mAP {c["student_map"]:.3f}  answer mIoU '
+                      f'(geometry {c["student_geo_miou"]:.3f}; sweep {c["student_sweep_miou"]:.3f}, best threshold '
+                      f'{c["student_oracle_miou"]:.3f})  mAP {c["student_map"]:.3f}  answer mIoU '
                       f'{c["answer_miou"]:.3f} ({c["answer_source"]}; held-out 1-cos fused '
                       f'{c["heldout_error_fused"]:.4f} student {c["heldout_error_student"]:.4f})')
     last = res.curve[-1]
     res.student_miou, res.student_map, res.student_geo_miou = last['student_miou'], last['student_map'], \
         last['student_geo_miou']
+    res.student_sweep_miou, res.student_oracle_miou = last['student_sweep_miou'], last['student_oracle_miou']
     res.answer_miou, res.answer_small_miou, res.answer_table_iou = last['answer_miou'], last['answer_small_miou'], \
         last['answer_table_iou']
     res.answer_source = last['answer_source']
@@ -427,7 +464,8 @@ def run_quality(s: QualitySettings, log=print) -> QualityResult:
     return res
 
 
-def monotone_report(curve: list, keys=('student_miou', 'student_geo_miou', 'answer_miou')) -> dict:
+def monotone_report(curve: list,
+                    keys=('student_miou', 'student_sweep_miou', 'student_geo_miou', 'answer_miou')) -> dict:
     """Per key: best and final value over the curve's trained evaluations (steps > 0) and whether
     final >= best - MONOTONE_TOLERANCE."""
     out = {}
@@ -440,18 +478,24 @@ def monotone_report(curve: list, keys=('student_miou', 'student_geo_miou', 'answ
 
 
 def format_table(r: QualityResult) -> str:
-    rows = [('method', '3D mIoU (features)', '3D mIoU (geometry)', '2D retrieval mAP'),
-            ('single-view teacher', f'{r.teacher_miou:.3f}', f'{r.teacher_geo_miou:.3f}', f'{r.teacher_map:.3f}'),
-            ('fused teacher', f'{r.fused_teacher_miou:.3f}', f'{r.fused_teacher_geo_miou:.3f}',
+    def sweep(a, b) -> str:
+        return f'{a:.3f} / {b:.3f}'
+    rows = [('method', '3D mIoU (features)', 'sweep / best threshold', '3D mIoU (geometry)', '2D retrieval mAP'),
+            ('single-view teacher', f'{r.teacher_miou:.3f}', sweep(r.teacher_sweep_miou, r.teacher_oracle_miou),
+             f'{r.teacher_geo_miou:.3f}', f'{r.teacher_map:.3f}'),
+            ('fused teacher', f'{r.fused_teacher_miou:.3f}',
+             sweep(r.fused_teacher_sweep_miou, r.fused_teacher_oracle_miou), f'{r.fused_teacher_geo_miou:.3f}',
              f'{r.fused_teacher_map:.3f}'),
-            (f'student ({r.train_seconds:.0f} s train)', f'{r.student_miou:.3f}', f'{r.student_geo_miou:.3f}',
-             f'{r.student_map:.3f}'),
+            (f'student ({r.train_seconds:.0f} s train)', f'{r.student_miou:.3f}',
+             sweep(r.student_sweep_miou, r.student_oracle_miou), f'{r.student_geo_miou:.3f}', f'{r.student_map:.3f}'),
             ('student - fused teacher', f'{r.student_miou - r.fused_teacher_miou:+.3f}',
+             f'{r.student_sweep_miou - r.fused_teacher_sweep_miou:+.3f} / '
+             f'{r.student_oracle_miou - r.fused_teacher_oracle_miou:+.3f}',
              f'{r.student_geo_miou - r.fused_teacher_geo_miou:+.3f}', f'{r.student_map - r.fused_teacher_map:+.3f}'),
-            (f'product answers ({r.answer_source})', f'{r.answer_miou:.3f}',
+            (f'product answers ({r.answer_source})', f'{r.answer_miou:.3f}', '',
              'small ' + ('-' if r.answer_small_miou is None else f'{r.answer_small_miou:.3f}'),
              f'table {r.answer_table_iou:.3f}')]
-    w = [max(len(row[i]) for row in rows) for i in range(4)]
+    w = [max(len(row[i]) for row in rows) for i in range(5)]
     return '\n'.join('  '.join(c.ljust(w[i]) for i, c in enumerate(row)) for row in rows)
 
 

@@ -19,10 +19,12 @@ def _quality_section(runs: list[dict]) -> list[str]:
     out = ['## Quality: student vs single-view teacher vs fused teacher, and the product\'s answers', '',
            '3D mIoU with features only (`feat`) and with the product\'s geometry-aware query (`geo`); answers = '
            'the Mapper\'s own queries on its own cloud (see `n3f_ros/bench/quality.py`).', '',
+           'Threshold-free (features only): `sweep` = IoU averaged over the cosine thresholds 0.50 … 0.95, '
+           '`best thr.` = each object at its own best threshold (`quality.threshold_sweep`).', '',
            '| teacher | scene | mode | steps | single-view mIoU feat / geo | fused mIoU feat / geo '
-           '| student mIoU feat / geo | student - fused (feat) | mAP single / fused / student '
-           '| answers mIoU / small / table | source | train [s] |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|']
+           '| student mIoU feat / geo | student - fused (feat) | fused / student sweep | fused / student best thr. '
+           '| mAP single / fused / student | answers mIoU / small / table | source | train [s] |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in runs:
         s = r['settings']
         out.append(f"| {s.get('teacher', 'synthetic')} | {s.get('scene', 'synth')} | {s['mode']} | {s['steps']} "
@@ -30,6 +32,8 @@ def _quality_section(runs: list[dict]) -> list[str]:
                    f"| {_f(r.get('fused_teacher_miou'))} / {_f(r.get('fused_teacher_geo_miou'))} "
                    f"| {_f(r['student_miou'])} / {_f(r.get('student_geo_miou'))} "
                    f"| {r['student_miou'] - r.get('fused_teacher_miou', 0.0):+.3f} "
+                   f"| {_f(r.get('fused_teacher_sweep_miou'))} / {_f(r.get('student_sweep_miou'))} "
+                   f"| {_f(r.get('fused_teacher_oracle_miou'))} / {_f(r.get('student_oracle_miou'))} "
                    f"| {_f(r['teacher_map'])} / {_f(r.get('fused_teacher_map'))} / {_f(r['student_map'])} "
                    f"| {_f(r.get('answer_miou'))} / {_f(r.get('answer_small_miou'))} / {_f(r.get('answer_table_iou'))} "
                    f"| {r.get('answer_source', '')} | {r['train_seconds']:.1f} |")
@@ -37,11 +41,13 @@ def _quality_section(runs: list[dict]) -> list[str]:
         s = r['settings']
         title = (f"{s.get('teacher', 'synthetic')} teacher, {s.get('scene', 'synth')} scene, {s['mode']} "
                  f"(seed {s['seed']})")
-        out += ['', f'### {title}', '', '| steps | train [s] | student mIoU feat | geo | mAP | answers mIoU | small '
-                '| table | source | held-out 1-cos fused / student (live field) / combined | student of step |',
-                '|---|---|---|---|---|---|---|---|---|---|---|']
+        out += ['', f'### {title}', '', '| steps | train [s] | student mIoU feat | sweep / best thr. | geo | mAP '
+                '| answers mIoU | small | table | source | held-out 1-cos fused / student (live field) / combined '
+                '| student of step |',
+                '|---|---|---|---|---|---|---|---|---|---|---|---|']
         for c in r['curve']:
             out.append(f"| {c['steps']} | {c['train_seconds']:.1f} | {_f(c['student_miou'])} "
+                       f"| {_f(c.get('student_sweep_miou'))} / {_f(c.get('student_oracle_miou'))} "
                        f"| {_f(c.get('student_geo_miou'))} | {_f(c['student_map'])} | {_f(c.get('answer_miou'))} "
                        f"| {_f(c.get('answer_small_miou'))} | {_f(c.get('answer_table_iou'))} "
                        f"| {c.get('answer_source', '')} | {_f(c.get('heldout_error_fused'))} / "

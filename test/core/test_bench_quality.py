@@ -83,6 +83,29 @@ def test_click_points_are_the_top_centre_then_inner_points_of_the_object():
     assert 0.0 < per[2] < 1.0
 
 
+def test_the_threshold_free_measures_sweep_every_threshold():
+    """``threshold_sweep``: a box whose features are 0.62-similar to the table's is alone above
+    that threshold and floods the table below it: the best threshold gives IoU 1, the sweep the
+    mean over the 10 thresholds (3 of them, 0.50 to 0.60, flood)."""
+    import numpy as np
+
+    from n3f_ros.bench.quality import SWEEP_THRESHOLDS, threshold_sweep
+    g = np.stack(np.meshgrid(np.arange(-0.2, 0.2, 0.01), np.arange(-0.2, 0.2, 0.01)), -1).reshape(-1, 2)
+    table = np.c_[g, np.zeros(len(g))]
+    b = np.stack(np.meshgrid(*(np.arange(0.0, 0.08, 0.01),) * 3), -1).reshape(-1, 3) + [0.05, 0.05, 0.01]
+    xyz = np.concatenate([table, b]).astype(np.float32)
+    labels = np.r_[np.ones(len(table), int), np.full(len(b), 2)]
+    feats = np.zeros((len(xyz), 2), np.float32)
+    feats[labels == 1] = [0.62, np.sqrt(1 - 0.62 ** 2)]
+    feats[labels == 2] = [1.0, 0.0]
+    clicks = {2: np.array([[0.085, 0.085, 0.08]])}
+    sweep, oracle = threshold_sweep(xyz, feats, labels, clicks, radius=0.025)
+    flooded = len(b) / len(xyz)
+    assert SWEEP_THRESHOLDS[0] == 0.5 and SWEEP_THRESHOLDS[-1] == 0.95 and len(SWEEP_THRESHOLDS) == 10
+    assert oracle == 1.0
+    assert sweep == pytest.approx((7 + 3 * flooded) / 10)
+
+
 def test_quality_run_reports_three_methods_the_answers_and_a_curve(tmp_path):
     r = run_quality(_tiny(mode='rgbd'), log=lambda *_: None)
     for v in (r.teacher_miou, r.teacher_map, r.fused_teacher_miou, r.fused_teacher_map, r.student_miou,
@@ -94,7 +117,9 @@ def test_quality_run_reports_three_methods_the_answers_and_a_curve(tmp_path):
     assert [c['steps'] for c in r.curve] == [0, 10, 20] and r.train_seconds > 0
     assert r.curve[1]['train_seconds'] < r.curve[2]['train_seconds'] == r.train_seconds
     assert r.curve[0]['answer_source'] == 'fused'                        # answers before any training
-    assert set(r.monotone) == {'student_miou', 'student_geo_miou', 'answer_miou'}
+    assert set(r.monotone) == {'student_miou', 'student_sweep_miou', 'student_geo_miou', 'answer_miou'}
+    for c in r.curve:                                                    # the threshold-free measures
+        assert 0.0 <= c['student_sweep_miou'] <= c['student_oracle_miou'] <= 1.0
     assert all(v['ok'] == (v['final'] >= v['best'] - 0.03) for v in r.monotone.values())
     assert r.monotone['answer_miou']['ok'], r.curve                    # the product's answers do not fall
     assert 'student - fused teacher' in format_table(r)
