@@ -284,6 +284,17 @@ def test_held_out_keyframes_measure_student_against_fused(seq):
     assert r.feature_source == cloud.feature_source and r.confidence > 0
 
 
+def _assert_an_over_fitting_live_field_does_not_answer(m, best):
+    """Noise on the live field ("over-fitting"), then a measurement: the kept copy ``best`` answers."""
+    with torch.no_grad():
+        for p in m.field.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    m.measure_sources()
+    st = m.stats()
+    assert st['heldout_error_student_live'] > st['heldout_error_student'] + 0.01, st
+    assert m.student is best and st['student_kept_over_live'] >= 1
+
+
 def test_an_over_fitting_live_field_does_not_answer(seq):
     """Early stopping online (best_student.py): when the live field gets worse on the held-out
     keyframes, answers keep coming from the copy kept at its best; a new keyframe ends that."""
@@ -297,13 +308,7 @@ def test_an_over_fitting_live_field_does_not_answer(seq):
     assert best is not m.field                                       # a copy, not the training field
     pts = m.cloud(force=True).xyz
     before = best.query_features(pts)
-    with torch.no_grad():                                            # the live field "over-fits": noise
-        for p in m.field.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-    m.measure_sources()
-    st = m.stats()
-    assert st['heldout_error_student_live'] > st['heldout_error_student'] + 0.01, st
-    assert m.student is best and st['student_kept_over_live'] >= 1
+    _assert_an_over_fitting_live_field_does_not_answer(m, best)
     np.testing.assert_allclose(m.student.query_features(pts), before)
     cloud = m.cloud(force=True)
     if cloud.feature_source == 'student':
@@ -328,10 +333,4 @@ def test_a_colour_only_map_measures_its_student_by_rendering(seq):
     assert st['feature_source'] == 'student' and st['student_copies'] >= 1, st
     best = m.student
     assert best is not m.field
-    with torch.no_grad():                                            # the live field "over-fits": noise
-        for p in m.field.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-    m.measure_sources()
-    st = m.stats()
-    assert st['heldout_error_student_live'] > st['heldout_error_student'] + 0.01, st
-    assert m.student is best and st['student_kept_over_live'] >= 1
+    _assert_an_over_fitting_live_field_does_not_answer(m, best)
