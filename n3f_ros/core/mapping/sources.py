@@ -15,7 +15,12 @@ learnt from:
 * **combined**: ``normalize((1 - a) * fused + a * student)`` for ``a`` in :data:`ALPHAS`, the best
   ``a`` on the same pixels (a one-parameter fit on held-out data).
 
-The error of each is the mean ``1 - cos`` over the pixels all of them predict.
+The error of each is the mean ``1 - cos`` over the pixels all of them predict. The source with the
+lowest error answers; the current source is kept unless another is better by :data:`SWITCH_MARGIN`
+(no flapping between nearly equal ones). Until a held-out keyframe and the field exist, the fused
+layer answers (its leave-one-out error is still measured on the latest keyframes). The measured
+**agreement** of a source, ``1 - error`` clipped to [0, 1] (the mean cosine with the teacher on
+views it did not learn from), scales the ``confidence`` every answer reports.
 
 A map without any depth (colour alone: no measured depth, no stereo) has no fused layer and no
 depth pixel to put a point at. There the students are measured by their **volume-rendered**
@@ -23,12 +28,7 @@ features at up to :data:`MAX_PIXELS` pixels of each held-out keyframe (the expec
 the pixel's ray, deterministic samples) against the keyframe's teacher features: the live field
 and the kept copy on the same pixels, so ``best_student`` keeps the better one (early stopping)
 in colour-only maps too. The rendered error is used only when no held-out depth pixel could be
-measured, never mixed with point errors in one measurement. The source with the
-lowest error answers; the current source is kept unless another is better by :data:`SWITCH_MARGIN`
-(no flapping between nearly equal ones). Until a held-out keyframe and the field exist, the fused
-layer answers (its leave-one-out error is still measured on the latest keyframes). The measured
-**agreement** of a source, ``1 - error`` clipped to [0, 1] (the mean cosine with the teacher on
-views it did not learn from), scales the ``confidence`` every answer reports.
+measured, never mixed with point errors in one measurement.
 
 Setting ``feature_source`` to ``fused``, ``student`` or ``combined`` forces one (errors are still
 measured and reported).
@@ -131,12 +131,10 @@ def rendered_errors(kfs: list[HeldOutKeyframe], fields: list, render: RenderSett
         u, v = idx % w + 0.5, idx // w + 0.5
         target = _bilinear(kf.feat, u, v, w, h)
         target = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
-        o, d = pixel_rays(kf.camera, kf.pose, np.stack([u, v], axis=1))
+        o, d = (torch.as_tensor(a, dtype=torch.float32) for a in pixel_rays(kf.camera, kf.pose, np.stack([u, v], 1)))
         for fld, e in zip(fields, errs):
-            ot = torch.as_tensor(o, dtype=torch.float32, device=fld.device)
-            dt = torch.as_tensor(d, dtype=torch.float32, device=fld.device)
             with torch.no_grad():
-                f = render_rays(fld, ot, dt, render, perturb=False).feat.cpu().numpy()
+                f = render_rays(fld, o.to(fld.device), d.to(fld.device), render, perturb=False).feat.cpu().numpy()
             f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-6)
             e.append(1.0 - np.einsum('ij,ij->i', f, target))
         used += 1
