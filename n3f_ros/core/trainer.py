@@ -15,10 +15,10 @@ Learning rate: ``learning_rate`` while keyframes arrive; once the keyframe set s
 halves every ``lr_half_life`` steps down to ``lr_min_factor`` of it (:func:`lr_factor`), and a
 new keyframe restores it. (Stereo depth of RGB-only keyframes changes only within the insertion
 that triggered it — ``Mapper.integrate`` triangulates and fuses before the next training step —
-so the restart at the insertion covers it too.) An online map never ends training, and at a constant rate the field's
-features keep wandering around the optimum of the same keyframes: on the open3d scene (DINOv2,
-RGB-only) the features-only mIoU of successive evaluations moved 0.615, 0.587, 0.642, 0.603
-while the held-out error kept falling. Decay makes the late field settle (issue 9 §5).
+so the restart at the insertion covers it too.) An online map never ends training, and at a
+constant rate the field's features keep wandering around the optimum of the same keyframes: on
+the open3d scene (DINOv2, RGB-only) the features-only mIoU of successive evaluations moved
+0.615, 0.587, 0.642, 0.603 while the held-out error kept falling. Decay makes the late field settle (issue 9 §5).
 """
 from __future__ import annotations
 
