@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from n3f_ros.bench.quality import SWEEP_THRESHOLDS
 from n3f_ros.bench.speed import STAGES
 
 
@@ -19,7 +20,8 @@ def _quality_section(runs: list[dict]) -> list[str]:
     out = ['## Quality: student vs single-view teacher vs fused teacher, and the product\'s answers', '',
            '3D mIoU with features only (`feat`) and with the product\'s geometry-aware query (`geo`); answers = '
            'the Mapper\'s own queries on its own cloud (see `n3f_ros/bench/quality.py`).', '',
-           'Threshold-free (features only): `sweep` = IoU averaged over the cosine thresholds 0.50 … 0.95, '
+           f'Threshold-free (features only): `sweep` = IoU averaged over the cosine thresholds '
+           f'{SWEEP_THRESHOLDS[0]:.2f} … {SWEEP_THRESHOLDS[-1]:.2f}, '
            '`best thr.` = each object at its own best threshold (`quality.threshold_sweep`).', '',
            '| teacher | scene | mode | steps | single-view mIoU feat / geo | fused mIoU feat / geo '
            '| student mIoU feat / geo | student - fused (feat) | fused / student sweep | fused / student best thr. '
