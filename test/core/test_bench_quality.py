@@ -54,17 +54,24 @@ def test_fused_baseline_is_the_mean_over_every_view_that_sees_a_point():
     assert seen.all() and np.allclose(single[:, 0], 1.0)                  # the first view that sees it
 
 
+def _table_and_box():
+    """A 40 x 40 cm table grid (label 1) and an 8 cm box of points on it (label 2), 1 cm spacing:
+    xyz (N, 3) float32 metres, labels (N,)."""
+    import numpy as np
+    g = np.stack(np.meshgrid(np.arange(-0.2, 0.2, 0.01), np.arange(-0.2, 0.2, 0.01)), -1).reshape(-1, 2)
+    table = np.c_[g, np.zeros(len(g))]
+    b = np.stack(np.meshgrid(*(np.arange(0.0, 0.08, 0.01),) * 3), -1).reshape(-1, 3) + [0.05, 0.05, 0.01]
+    xyz = np.concatenate([table, b]).astype(np.float32)
+    return xyz, np.r_[np.ones(len(table), int), np.full(len(b), 2)]
+
+
 def test_click_points_are_the_top_centre_then_inner_points_of_the_object():
     import numpy as np
 
     from n3f_ros.bench.quality import segmentation_miou
     from n3f_ros.bench.scoring import object_click_points, object_seed_points
     from n3f_ros.core.synth import GroundTruthPoints
-    g = np.stack(np.meshgrid(np.arange(-0.2, 0.2, 0.01), np.arange(-0.2, 0.2, 0.01)), -1).reshape(-1, 2)
-    table = np.c_[g, np.zeros(len(g))]
-    b = np.stack(np.meshgrid(*(np.arange(0.0, 0.08, 0.01),) * 3), -1).reshape(-1, 3) + [0.05, 0.05, 0.01]
-    xyz = np.concatenate([table, b]).astype(np.float32)
-    labels = np.r_[np.ones(len(table), int), np.full(len(b), 2)]
+    xyz, labels = _table_and_box()
     gt = GroundTruthPoints(xyz, labels, np.zeros((len(xyz), 3), np.uint8))
     c = object_click_points(gt, [2], clicks=5, seed=1, margin=0.02)[2]
     assert c.shape == (5, 3)
@@ -90,17 +97,13 @@ def test_the_threshold_free_measures_sweep_every_threshold():
     import numpy as np
 
     from n3f_ros.bench.quality import SWEEP_THRESHOLDS, threshold_sweep
-    g = np.stack(np.meshgrid(np.arange(-0.2, 0.2, 0.01), np.arange(-0.2, 0.2, 0.01)), -1).reshape(-1, 2)
-    table = np.c_[g, np.zeros(len(g))]
-    b = np.stack(np.meshgrid(*(np.arange(0.0, 0.08, 0.01),) * 3), -1).reshape(-1, 3) + [0.05, 0.05, 0.01]
-    xyz = np.concatenate([table, b]).astype(np.float32)
-    labels = np.r_[np.ones(len(table), int), np.full(len(b), 2)]
+    xyz, labels = _table_and_box()
     feats = np.zeros((len(xyz), 2), np.float32)
     feats[labels == 1] = [0.62, np.sqrt(1 - 0.62 ** 2)]
     feats[labels == 2] = [1.0, 0.0]
     clicks = {2: np.array([[0.085, 0.085, 0.08]])}
     sweep, oracle = threshold_sweep(xyz, feats, labels, clicks, radius=0.025)
-    flooded = len(b) / len(xyz)
+    flooded = (labels == 2).sum() / len(xyz)
     assert SWEEP_THRESHOLDS[0] == 0.5 and SWEEP_THRESHOLDS[-1] == 0.95 and len(SWEEP_THRESHOLDS) == 10
     assert oracle == 1.0
     assert sweep == pytest.approx((7 + 3 * flooded) / 10)
