@@ -63,7 +63,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
                            'stereo_depth', 'min_depth', 'max_depth', 'max_pose_dt', 'tf_timeout', 'max_future_dt',
                            'max_position', 'queue_size')),
     ('teacher (DINO ViT via timm)', ('teacher_model', 'teacher_checkpoint', 'teacher_random_init',
-                                     'teacher_input_width', 'feature_dim', 'device')),
+                                     'teacher_input_width', 'feature_dim', 'device', 'upsample.')),
     ('keyframes', ('keyframe_translation', 'keyframe_rotation', 'max_keyframes', 'keyframe_width')),
     ('field and training', ('scene_bounds', 'bounds_keyframes', 'rays_per_step', 'learning_rate', 'lr_half_life',
                             'lr_min_factor', 'seed')),

@@ -3,7 +3,8 @@
 Every field declared with :func:`option` is also a node parameter of the same name
 (``ros/parameters.py`` builds its table from here); the nested configurations are parameters
 under a prefix: ``field.*`` (:class:`FieldConfig`), ``render.*`` (:class:`RenderSettings`),
-``stereo.*`` (:class:`StereoConfig`). Fields without :func:`option` are internal.
+``stereo.*`` (:class:`StereoConfig`), ``upsample.*`` (:class:`UpsampleConfig`: the teacher features'
+guided upsampling). Fields without :func:`option` are internal.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from n3f_ros.core.mapping.sources import CHOICES as SOURCE_CHOICES
 from n3f_ros.core.options import OptionInfo, option, options_of
 from n3f_ros.core.stereo import StereoConfig
 from n3f_ros.core.teacher import DEFAULT_MODEL
+from n3f_ros.core.teacher.upsample import UpsampleConfig
 
 #: nested configurations: (MapperConfig field, parameter prefix, dataclass)
 NESTED = (('field_config', 'field.', FieldConfig), ('render_config', 'render.', RenderSettings),
-          ('stereo_config', 'stereo.', StereoConfig))
+          ('stereo_config', 'stereo.', StereoConfig), ('upsample_config', 'upsample.', UpsampleConfig))
 
 
 @dataclass
@@ -91,10 +93,11 @@ class MapperConfig:
     query_min_spread: float = option(MIN_SIMILARITY_SPREAD, 'queries whose similarities over the cloud spread '
                                      '(p1..p99) less than this are refused: features not discriminative yet '
                                      '(reason not_converged)', range=(0.0, 2.0), live=True)
-    # --- nested (parameters field.*, render.*, stereo.*)
+    # --- nested (parameters field.*, render.*, stereo.*, upsample.*)
     field_config: FieldConfig = field(default_factory=FieldConfig)
     render_config: RenderSettings = field(default_factory=RenderSettings)
     stereo_config: StereoConfig = field(default_factory=StereoConfig)
+    upsample_config: UpsampleConfig = field(default_factory=UpsampleConfig)
 
     @classmethod
     def from_dict(cls, d: dict) -> 'MapperConfig':

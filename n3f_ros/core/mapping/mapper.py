@@ -48,6 +48,7 @@ from n3f_ros.core.mapping.state import MapState, clone_field
 from n3f_ros.core.persistence import load_map_file, save_map_file
 from n3f_ros.core.raster import clean_depth, valid_depth
 from n3f_ros.core.teacher import make_teacher
+from n3f_ros.core.teacher.upsample import guided_upsample
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,7 @@ class Mapper:
             t0 = time.perf_counter()
             state = self.map
             feats = state.projector(feats).to(self.device)     # (h, w, D)
+            feats = guided_upsample(feats, frame.rgb, frame.depth, self.config.upsample_config)   # (h f, w f, D)
             slot = state.add_keyframe(frame, feats)
             self._count('keyframes_added', 1)
             job = None
