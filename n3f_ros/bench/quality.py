@@ -72,8 +72,8 @@ from n3f_ros.core.cloud import QueryError, average_precision, iou, query_by_poin
 from n3f_ros.core.cloud.geometry import analyse_geometry
 from n3f_ros.core.mapping import Mapper, MapperConfig
 from n3f_ros.core.raster import resize_nearest
-from n3f_ros.core.teacher.upsample import guided_upsample
 from n3f_ros.core.synth import SCENE_SOURCES, GroundTruthPoints, make_sequence
+from n3f_ros.core.teacher.upsample import guided_upsample
 from n3f_ros.bench import results_file
 from n3f_ros.bench.scoring import object_click_points
 

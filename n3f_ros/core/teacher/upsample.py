@@ -30,8 +30,8 @@ bilinear 0.574 / 0.572 / 0.700, upsampled 0.704 / 0.696 / 0.782 (duck 0.77 -> 0.
 slanted table's depth changes across a patch), colour alone a little worse than both (0.487).
 Radius 2 gave the same as radius 1 at twice the cost; factor 2 about half the gain.
 
-Cost: ``(2 r + 1)^2`` weighted sums of D-dim features per output pixel: ~30 ms for a 23x17 DINOv2
-grid at factor 4, D = 64, on 2 CPU threads.
+Cost: ``(2 r + 1)^2`` weighted sums of D-dim features per output pixel: 22 ms per frame measured
+for a 23x17 DINOv2 grid at factor 4, D = 64, on 2 CPU threads.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from n3f_ros.core.options import option
+from n3f_ros.core.raster import valid_depth
 from n3f_ros.core.teacher.base import TeacherInputError, l2_normalize
 
 
@@ -88,14 +89,13 @@ def guided_upsample(feats: torch.Tensor, rgb, depth=None, config: UpsampleConfig
         return l2_normalize(feats)
     dev = feats.device
     oh, ow = h * f, w * f
-    colour = torch.as_tensor(rgb, device=dev).permute(2, 0, 1).float() / 255.0            # (3, H, W)
-    ones = torch.ones(rgb.shape[:2], dtype=torch.bool, device=dev)
-    col_out, _ = _footprint_means(colour, ones, (oh, ow))                                   # (oh, ow, 3)
-    col_q, _ = _footprint_means(colour, ones, (h, w))                                       # (h, w, 3)
+    colour = torch.as_tensor(rgb, device=dev).permute(2, 0, 1).float()[None] / 255.0      # (1, 3, H, W)
+    col_out = F.adaptive_avg_pool2d(colour, (oh, ow))[0].permute(1, 2, 0)                   # (oh, ow, 3)
+    col_q = F.adaptive_avg_pool2d(colour, (h, w))[0].permute(1, 2, 0)                       # (h, w, 3)
     if depth is not None:
-        d = torch.as_tensor(np.asarray(depth, dtype=np.float32), device=dev)
-        known = torch.isfinite(d) & (d > 0)
-        d = torch.where(known, d, torch.zeros_like(d))[None]
+        depth = np.asarray(depth, dtype=np.float32)
+        known = torch.as_tensor(valid_depth(depth), device=dev)
+        d = torch.where(known, torch.as_tensor(depth, device=dev), torch.zeros((), device=dev))[None]
         d_out, k_out = _footprint_means(d, known, (oh, ow))                                 # (oh, ow, 1)
         d_q, k_q = _footprint_means(d, known, (h, w))                                       # (h, w, 1)
         d_out, d_q = d_out[..., 0], d_q[..., 0]
