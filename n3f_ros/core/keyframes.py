@@ -7,12 +7,18 @@ accordingly), with uint8 colour, float32 depth (0 = unknown) and float16 teacher
 fixed patch grid. When full, the most redundant keyframe (closest pose to another one, never the
 newest) is replaced, so memory stays bounded over a long stream.
 
+Next to the (upsampled) features each keyframe can keep the teacher's own **patch grid** (one
+feature per ViT patch, before ``teacher/upsample.py``): :meth:`KeyframeBuffer.sample_patches`
+draws rays spread over whole patches so the trainer can pool the student's features over a patch
+and compare the pool with the patch's token (``trainer.py``: the patch loss).
+
 With ``holdout_every = n >= 2`` every n-th keyframe (insertion counter ``c`` with ``c % n == n - 1``)
 is *held out* of feature learning: its rays carry ``feat_weight`` 0, so the student never fits its
 teacher features and the map can measure how well it predicts them (``mapping/sources.py``).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +49,28 @@ class RayBatch:
     feat: torch.Tensor       # (N, D) teacher features (bilinear on the patch grid)
     feat_weight: torch.Tensor | None = None   # (N,) 0 for rays of held-out keyframes, else 1
 
+    def __len__(self) -> int:
+        return int(self.origins.shape[0])
+
+    @staticmethod
+    def cat(a: 'RayBatch', b: 'RayBatch') -> 'RayBatch':
+        """The rays of ``a`` then those of ``b`` (a missing feat_weight counts as 1)."""
+        def w(x):
+            return x.feat_weight if x.feat_weight is not None else torch.ones(len(x), device=x.origins.device)
+        names = ('origins', 'dirs', 'rgb', 'depth', 'feat')
+        return RayBatch(*(torch.cat([getattr(a, k), getattr(b, k)]) for k in names),
+                        feat_weight=torch.cat([w(a), w(b)]))
+
+
+@dataclass
+class PatchBatch:
+    """Rays spread over ``P`` teacher patches, ``S`` rays each (uniform inside the patch's footprint),
+    and the patches' own teacher features."""
+    rays: RayBatch               # P * S rays, patch after patch
+    target: torch.Tensor         # (P, D) the teacher's patch feature (unit norm)
+    per_patch: int               # S
+
+
 
 def pose_distance(T_a, T_b) -> tuple[float, float]:
     """(translation metres, rotation degrees) between two poses."""
@@ -65,6 +93,9 @@ class KeyframeBuffer:
         self.order: list[int] = []                      # insertion counter per slot (newest = max)
         self._count = 0
         self.rgb = self.depth = self.feat = None
+        self.patch: torch.Tensor | None = None          # (K, ph, pw, D) float16 teacher patch grids
+        self.patch_size: tuple[int, int] | None = None  # (pw, ph)
+        self.has_patch: torch.Tensor | None = None      # (K,) bool: the slot's patch grid is stored
         self._T = self._K = None
 
     def __len__(self) -> int:
@@ -108,6 +139,12 @@ class KeyframeBuffer:
         self.feat = torch.zeros(K, self.feat_size[1], self.feat_size[0], D, dtype=torch.float16, device=dev)
         self._T = torch.zeros(K, 4, 4, dtype=torch.float32, device=dev)
         self._K = torch.zeros(K, 4, dtype=torch.float32, device=dev)   # fx fy cx cy
+        self.has_patch = torch.zeros(K, dtype=torch.bool, device=dev)
+
+    def _allocate_patches(self, pw: int, ph: int) -> None:
+        K, D = self.config.max_keyframes, self.feat.shape[-1]
+        self.patch_size = (pw, ph)
+        self.patch = torch.zeros(K, ph, pw, D, dtype=torch.float16, device=self.device)
 
     def _slot_to_replace(self) -> int:
         """Most redundant keyframe: nearest to another keyframe (never the newest)."""
@@ -119,8 +156,10 @@ class KeyframeBuffer:
         score[int(np.argmax(self.order))] = np.inf
         return int(np.argmin(score))
 
-    def add(self, frame: Frame, feats: torch.Tensor) -> int:
-        """Store ``frame`` with its teacher features (h, w, D). Returns the slot used."""
+    def add(self, frame: Frame, feats: torch.Tensor, patch: torch.Tensor | None = None) -> int:
+        """Store ``frame`` with its teacher features (h, w, D) and, optionally, the teacher's own
+        patch grid ``patch`` (ph, pw, D) they were upsampled from (kept only when its size matches
+        the buffer's first one). Returns the slot used."""
         if self.rgb is None:
             self._allocate(frame, feats)
         w, h = self.size
@@ -145,6 +184,13 @@ class KeyframeBuffer:
             f = F.interpolate(f.permute(2, 0, 1)[None], size=self.feat_size[::-1], mode='bilinear',
                               align_corners=False)[0].permute(1, 2, 0)
         self.feat[slot] = f.to(torch.float16)
+        self.has_patch[slot] = False
+        if patch is not None:
+            if self.patch is None:
+                self._allocate_patches(patch.shape[1], patch.shape[0])
+            if (patch.shape[1], patch.shape[0]) == self.patch_size and patch.shape[2] == self.patch.shape[-1]:
+                self.patch[slot] = patch.to(self.device, torch.float16)
+                self.has_patch[slot] = True
         self._T[slot] = torch.as_tensor(frame.T_world_cam, dtype=torch.float32)
         self._K[slot] = torch.tensor([cam.fx, cam.fy, cam.cx, cam.cy])
         self.poses[slot] = frame.T_world_cam.copy()
@@ -166,7 +212,46 @@ class KeyframeBuffer:
         slots = torch.cat([slots, torch.full((n_new,), int(np.argmax(self.order)), device=dev)])
         u = torch.rand(n, generator=generator).to(dev) * w          # continuous pixel coords
         v = torch.rand(n, generator=generator).to(dev) * h
-        ui, vi = u.long().clamp(max=w - 1), v.long().clamp(max=h - 1)
+        return self._rays(slots, u, v)
+
+    def patch_slots(self) -> list[int]:
+        """Slots whose patch grid is stored and that teach features (not held out)."""
+        if self.has_patch is None:
+            return []
+        return [s for s in range(len(self)) if bool(self.has_patch[s]) and not self.held_out(s)]
+
+    def sample_patches(self, n_patches: int, per_patch: int,
+                       generator: torch.Generator | None = None) -> PatchBatch | None:
+        """``n_patches`` random teacher patches of the keyframes that have them (:meth:`patch_slots`),
+        ``per_patch`` rays each inside the patch's footprint (the patch grid tiles the image),
+        stratified: with ``per_patch = k * k`` one ray jittered in each of k x k sub-cells, so the
+        rays' mean estimates the patch's mean with little variance (a variance the patch loss would
+        otherwise pay for features that vary inside a patch). None when no keyframe has a grid."""
+        eligible = self.patch_slots()
+        if not eligible or n_patches <= 0 or per_patch <= 0:
+            return None
+        dev = self.device
+        w, h = self.size
+        pw, ph = self.patch_size
+        pick = torch.randint(0, len(eligible), (n_patches,), generator=generator)
+        slots_p = torch.as_tensor(eligible, dtype=torch.long)[pick].to(dev)
+        col = torch.randint(0, pw, (n_patches,), generator=generator).to(dev)
+        row = torch.randint(0, ph, (n_patches,), generator=generator).to(dev)
+        n = n_patches * per_patch
+        slots = slots_p.repeat_interleave(per_patch)
+        k = max(1, math.isqrt(per_patch))
+        cell = torch.arange(per_patch, device=dev) % (k * k)                       # sub-cell of each ray
+        sx = ((cell % k).repeat(n_patches) + torch.rand(n, generator=generator).to(dev)) / k   # [0, 1) in the patch
+        sy = ((cell // k).repeat(n_patches) + torch.rand(n, generator=generator).to(dev)) / k
+        x = (col.repeat_interleave(per_patch) + sx) / pw                          # [0, 1) in the image
+        y = (row.repeat_interleave(per_patch) + sy) / ph
+        rays = self._rays(slots, x * w, y * h)
+        return PatchBatch(rays, self.patch[slots_p, row, col].float(), per_patch)
+
+    def _rays(self, slots: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> RayBatch:
+        """Rays of keyframe ``slots`` through continuous pixel coordinates ``u``, ``v`` (N,)."""
+        w, h = self.size
+        ui, vi = u.long().clamp(0, w - 1), v.long().clamp(0, h - 1)
         K = self._K[slots]
         d_cam = torch.stack([(u - K[:, 2]) / K[:, 0], (v - K[:, 3]) / K[:, 1], torch.ones_like(u)], -1)
         T = self._T[slots]
@@ -175,9 +260,8 @@ class KeyframeBuffer:
         rgb = self.rgb[slots, vi, ui].float() / 255.0
         depth = self.depth[slots, vi, ui]
         feat = self.bilinear_feat(slots, u / w, v / h)
-        held = torch.tensor([self.held_out(s) for s in range(k)], dtype=torch.bool, device=dev)
-        feat_weight = (~held[slots]).float()
-        return RayBatch(origins, dirs, rgb, depth, feat, feat_weight)
+        held = torch.tensor([self.held_out(s) for s in range(len(self))], dtype=torch.bool, device=self.device)
+        return RayBatch(origins, dirs, rgb, depth, feat, (~held[slots]).float())
 
     def bilinear_feat(self, slots, x, y) -> torch.Tensor:
         """Teacher features at normalised image coords x, y in [0, 1) -> (N, D) float32."""
@@ -210,13 +294,16 @@ class KeyframeBuffer:
         k = len(self)
         if k == 0:
             return {'count': 0}
-        return {
+        out = {
             'count': k, 'size': list(self.size), 'feat_size': list(self.feat_size),
             'rgb': self.rgb[:k].cpu(), 'depth': self.depth[:k].cpu(), 'feat': self.feat[:k].cpu(),
             'T': torch.as_tensor(np.stack(self.poses)), 'stamps': torch.tensor(self.stamps, dtype=torch.float64),
             'order': torch.tensor(self.order, dtype=torch.int64),
             'K': torch.tensor([[c.fx, c.fy, c.cx, c.cy] for c in self.cameras], dtype=torch.float64),
         }
+        if self.patch is not None:
+            out.update(patch_size=list(self.patch_size), patch=self.patch[:k].cpu(), has_patch=self.has_patch[:k].cpu())
+        return out
 
     def load_state_dict(self, state: dict) -> None:
         self.clear()
@@ -247,4 +334,11 @@ class KeyframeBuffer:
         self.cameras = [PinholeCamera(*K, w, h) for K in Ks]
         self.stamps = state['stamps'].tolist()
         self.order = state['order'].tolist()
+        if state.get('patch') is not None:           # maps saved before patch grids were kept have none
+            pw, ph = (int(v) for v in state['patch_size'])
+            if tuple(state['patch'].shape) != (k, ph, pw, D) or tuple(state['has_patch'].shape) != (k,):
+                raise ValueError(f"keyframe patch has shape {tuple(state['patch'].shape)}, expected {(k, ph, pw, D)}")
+            self._allocate_patches(pw, ph)
+            self.patch[:k] = state['patch'].to(self.device)
+            self.has_patch[:k] = state['has_patch'].to(self.device, torch.bool)
         self._count = max(self.order) + 1

@@ -9,6 +9,22 @@ Loss per step over rays sampled from the keyframes:
   weights) and the teacher feature at that pixel, weighted by the detached opacity (and 0 on rays
   of held-out keyframes, see ``keyframes.py``).
 
+* patch (``patch_weight`` > 0, keyframes with the teacher's patch grid): a share
+  (``patch_share``) of the rays is drawn as groups of :data:`RAYS_PER_PATCH` spread uniformly over
+  one teacher patch each (``KeyframeBuffer.sample_patches``); the student's rendered features of
+  a group, averaged with the detached opacities and normalised, are compared with the patch's
+  token by the same squared distance. This is the teacher's own forward model (a ViT token
+  describes its whole patch; the synthetic teacher is exactly an average over its cells), so a
+  patch that straddles a small object and the table asks only that the *mean* over the patch be
+  the blend, not that every pixel be it: seen from many views whose patches fall differently on
+  the object, the pure features satisfy all of them (multi-view super-resolution, as FeatUp's
+  learned downsampler does in 2D). The per-pixel term runs on the other rays, on the upsampled
+  features, unchanged. Off by default (``MapperConfig.patch_loss_weight`` 0): on the toy of
+  test/core/test_patch_loss.py it lifts a sub-patch square's feature from cos 0.35 to 0.54, but on
+  the quality benchmark (synthetic teacher, open3d scene, weight 1) the held-out measurement,
+  which compares per pixel with the upsampled teacher, never took a copy after step 200, so the
+  benchmark could not show what it gives there (bench/RESULTS.md).
+
 RGB-only mode ignores stored depth: geometry comes from colour alone, with importance sampling.
 
 Learning rate: ``learning_rate`` while keyframes arrive; once the keyframe set stops changing it
@@ -29,7 +45,10 @@ import torch
 
 from n3f_ros.core.field.model import FeatureField
 from n3f_ros.core.field.render import RenderSettings, render_rays
-from n3f_ros.core.keyframes import KeyframeBuffer
+from n3f_ros.core.keyframes import KeyframeBuffer, RayBatch
+
+#: rays drawn inside one teacher patch for the patch loss (their mean estimates the patch's mean)
+RAYS_PER_PATCH = 16
 
 
 @dataclass
@@ -47,6 +66,24 @@ class TrainerConfig:
     w_depth: float = 0.5
     w_opacity: float = 0.05
     w_feat: float = 1.0
+    patch_weight: float = 0.0        # weight of the patch loss (0 = off; see the module docstring)
+    patch_share: float = 0.5         # share of rays_per_step drawn as whole patches
+
+
+def patch_loss(feat: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, per_patch: int) -> torch.Tensor:
+    """Squared distance between each patch's pooled student feature and its teacher token.
+
+    feat (P * S, D) rendered features of the rays of P patches, S = ``per_patch`` each in order;
+    weight (P * S,) their detached opacities (0 on held-out keyframes); target (P, D) unit tokens.
+    The pool is the weighted mean over a patch's rays, normalised; a patch counts by its mean
+    weight (a patch the field does not cover yet, or of a held-out keyframe, counts 0)."""
+    P = target.shape[0]
+    f = feat.reshape(P, per_patch, -1)
+    w = weight.reshape(P, per_patch)
+    pooled = (f * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-6)     # (P, D)
+    pooled = pooled / pooled.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+    wp = w.mean(1)                                                                   # (P,)
+    return (wp * ((pooled - target) ** 2).sum(-1)).sum() / wp.sum().clamp(min=1e-6)
 
 
 def lr_factor(steps_static: int, half_life: int, min_factor: float) -> float:
@@ -76,7 +113,12 @@ class Trainer:
         t0 = time.perf_counter()
         cfg = self.config
         self._set_learning_rate()
-        batch = self.keyframes.sample(cfg.rays_per_step, self.generator)
+        n_patches = int(cfg.rays_per_step * cfg.patch_share) // RAYS_PER_PATCH if cfg.patch_weight > 0 else 0
+        patches = self.keyframes.sample_patches(n_patches, RAYS_PER_PATCH, self.generator) if n_patches else None
+        n_pix = cfg.rays_per_step - (len(patches.rays) if patches is not None else 0)
+        batch = self.keyframes.sample(n_pix, self.generator)
+        if patches is not None:
+            batch = RayBatch.cat(batch, patches.rays)
         depth = batch.depth if cfg.use_depth else None
         out = render_rays(self.field, batch.origins, batch.dirs, cfg.render, depth=depth, perturb=True,
                           generator=self.jitter)
@@ -93,9 +135,14 @@ class Trainer:
         wt = out.acc.detach().clamp(0, 1)
         if batch.feat_weight is not None:          # held-out keyframes teach geometry, not features
             wt = wt * batch.feat_weight
-        loss_feat = (wt * ((out.feat - batch.feat) ** 2).sum(-1)).sum() / wt.sum().clamp(min=1e-6)
+        wt_pix, feat_pix = wt[:n_pix], out.feat[:n_pix]
+        loss_feat = (wt_pix * ((feat_pix - batch.feat[:n_pix]) ** 2).sum(-1)).sum() / wt_pix.sum().clamp(min=1e-6)
         loss = loss + cfg.w_feat * loss_feat
         terms['feat'] = loss_feat.item()
+        if patches is not None:
+            loss_patch = patch_loss(out.feat[n_pix:], wt[n_pix:], patches.target, patches.per_patch)
+            loss = loss + cfg.patch_weight * loss_patch
+            terms['patch'] = loss_patch.item()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -66,7 +66,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                      'teacher_input_width', 'feature_dim', 'device', 'upsample.')),
     ('keyframes', ('keyframe_translation', 'keyframe_rotation', 'max_keyframes', 'keyframe_width')),
     ('field and training', ('scene_bounds', 'bounds_keyframes', 'rays_per_step', 'learning_rate', 'lr_half_life',
-                            'lr_min_factor', 'seed')),
+                            'lr_min_factor', 'patch_loss_weight', 'patch_loss_share', 'seed')),
     ('fused teacher layer and the choice of features', ('fused_max_voxels', 'feature_source', 'holdout_every',
                                                         'holdout_eval_steps')),
     ('outputs', ('cloud_rate', 'voxel_size', 'num_segments', 'query_threshold', 'query_max_share',

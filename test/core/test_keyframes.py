@@ -284,3 +284,68 @@ def test_load_state_dict_checks():
     empty = KeyframeBuffer()
     empty.load_state_dict(KeyframeBuffer().state_dict())
     assert len(empty) == 0
+
+
+# -- teacher patch grids and patch sampling (the trainer's patch loss) ---------------------------------
+
+
+def patch_buffer(n=3, holdout_every=0):
+    buf = KeyframeBuffer(KeyframeConfig(width=16, holdout_every=holdout_every))
+    for i in range(n):
+        f = feats(i)
+        upsampled = f.repeat_interleave(2, 0).repeat_interleave(2, 1)
+        buf.add(make_frame(pose(x=float(i)), stamp=float(i), seed=i)[0], upsampled, f)
+    return buf
+
+
+def test_patch_rays_fall_inside_their_patch_and_carry_its_token():
+    buf = patch_buffer()
+    assert buf.patch_size == (FW, FH) and buf.feat_size == (2 * FW, 2 * FH)
+    pb = buf.sample_patches(40, 8, generator=torch.Generator().manual_seed(3))
+    assert len(pb.rays) == 320 and pb.target.shape == (40, D) and pb.per_patch == 8
+    slots = slots_of(buf, pb.rays.origins).reshape(40, 8)
+    assert (slots == slots[:, :1]).all()                       # one keyframe per patch
+    for p in range(40):
+        s = int(slots[p, 0])
+        cam, T = buf.cameras[s], buf.poses[s]
+        d_cam = (torch.as_tensor(T[:3, :3].T, dtype=torch.float32) @ pb.rays.dirs[p * 8:(p + 1) * 8].T).T.numpy()
+        u = cam.fx * d_cam[:, 0] / d_cam[:, 2] + cam.cx
+        v = cam.fy * d_cam[:, 1] / d_cam[:, 2] + cam.cy
+        col, row = np.floor(u / cam.width * FW), np.floor(v / cam.height * FH)
+        assert len(set(col.tolist())) == 1 and len(set(row.tolist())) == 1, (u, v)   # all in one patch
+        want = feats(s).to(torch.float16).float()[int(row[0]), int(col[0])]
+        torch.testing.assert_close(pb.target[p], want)
+    assert set(slots[:, 0].tolist()) == {0, 1, 2}
+
+
+def test_patches_come_only_from_keyframes_that_teach_features():
+    buf = patch_buffer(n=4, holdout_every=2)                   # insertions 1 and 3 are held out
+    assert buf.patch_slots() == [0, 2]
+    pb = buf.sample_patches(50, 4, generator=torch.Generator().manual_seed(0))
+    assert set(slots_of(buf, pb.rays.origins).tolist()) == {0, 2}
+    assert (pb.rays.feat_weight == 1).all()
+
+
+def test_no_patch_grid_no_patch_sampling():
+    buf, _ = filled_buffer()
+    assert buf.patch is None and buf.sample_patches(10, 4) is None
+    buf = patch_buffer(n=1)
+    buf.add(make_frame(pose(x=5.0))[0], feats(5), torch.ones(FH + 1, FW, D))   # other grid size: not kept
+    assert buf.has_patch[:2].tolist() == [True, False]
+    buf.add(make_frame(pose(x=9.0))[0], feats(6))                              # none given
+    assert buf.patch_slots() == [0]
+
+
+def test_patch_grids_survive_a_state_dict_round_trip_and_old_maps_load_without_them():
+    buf = patch_buffer()
+    state = buf.state_dict()
+    other = KeyframeBuffer(KeyframeConfig(width=16))
+    other.load_state_dict(state)
+    assert other.patch_size == buf.patch_size
+    assert torch.equal(other.patch[:3], buf.patch[:3]) and other.has_patch[:3].all()
+    old = {k: v for k, v in state.items() if k not in ('patch', 'patch_size', 'has_patch')}
+    legacy = KeyframeBuffer(KeyframeConfig(width=16))
+    legacy.load_state_dict(old)
+    assert legacy.patch is None and legacy.sample_patches(4, 4) is None
+    with pytest.raises(ValueError):
+        KeyframeBuffer(KeyframeConfig(width=16)).load_state_dict(dict(state, patch=state['patch'][:, :-1]))

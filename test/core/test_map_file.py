@@ -75,6 +75,9 @@ def test_round_trip_records_the_grid_and_restores_the_map(saved, tmp_path):
     assert np.array_equal(fused.feat_sum, raw['fused']['feat_sum'].numpy())
     assert m.map.fused_orders == set(raw['fused_orders'].tolist()) == {0, 1, 2, 3}
     assert m.map.sources.source == raw['sources']['source']
+    # the teacher's patch grids (the trainer's patch loss) come back with the keyframes
+    assert m.keyframes.has_patch[:4].all()
+    assert torch.equal(m.keyframes.patch[:4], raw['keyframes']['patch'])
 
 
 def test_a_loaded_map_resumes_its_learning_rate_schedule(tmp_path):
@@ -153,6 +156,11 @@ def _corrupt(raw, what):
         r['fused']['weight'] = r['fused']['weight'][:-1].clone()
     elif what == 'fused_orders':
         r['fused'] = {}
+    elif what == 'patch_shape':
+        kf['patch'] = kf['patch'][:, :-1].clone()
+    elif what == 'patch_nan':
+        kf['patch'] = kf['patch'].clone()
+        kf['patch'][0, 0, 0, 0] = float('nan')
     elif what == 'sources':
         r['sources'] = dict(r['sources'], source='oracle')
     return r
@@ -164,7 +172,8 @@ CASES = {'train_steps': 'train_steps', 'lr_steps_static': 'lr_steps_static', 'pr
          'zero_stride': 'keyframes', 'too_many': 'keyframes.count', 'field_shape': 'shape',
          'grid_tcnn': 'tiny-cuda-nn', 'bounds': 'bounds', 'depth': 'depth', 'field_config': 'field_config',
          'fused_nan': 'fused.feat_sum', 'fused_keys': 'sorted', 'fused_shape': 'fused layer weight',
-         'fused_orders': 'fused_orders', 'sources': 'sources'}
+         'fused_orders': 'fused_orders', 'sources': 'sources', 'patch_shape': 'keyframes.patch',
+         'patch_nan': 'keyframes.patch'}
 
 
 @pytest.mark.parametrize('what', sorted(CASES))

@@ -66,6 +66,11 @@ class MapperConfig:
                                'rate has halved (and so on, down to lr_min_factor; a new keyframe restores '
                                'it); 0 = constant', 'steps', (0, 10 ** 7))
     lr_min_factor: float = option(0.1, 'lowest learning rate, as a share of learning_rate', range=(0.0, 1.0))
+    patch_loss_weight: float = option(0.0, "weight of the patch loss: the student's features averaged over a "
+                                      "teacher patch are fitted to the patch's token (core/trainer.py); 0 = off",
+                                      range=(0.0, 100.0))
+    patch_loss_share: float = option(0.5, 'share of rays_per_step drawn as whole teacher patches for the patch loss',
+                                     range=(0.0, 1.0))
     seed: int = option(0, 'random seed of ray sampling and segmentation', range=(0, 2 ** 31 - 1))
     # --- outputs
     voxel_size: float = option(0.01, 'voxel size of published clouds', 'm', (0.001, 1.0))

@@ -209,6 +209,15 @@ def _keyframes(raw, config: MapperConfig, feature_dim: int, device) -> KeyframeB
                                ('K', torch.float64, (k, 4)), ('stamps', torch.float64, (k,)),
                                ('order', torch.int64, (k,))):
         _tensor(f'keyframes.{name}', raw.get(name), dtype=dtype, shape=shape)
+    if raw.get('patch') is not None:
+        try:
+            pw, ph = (_int('keyframes.patch_size', v, 1, MAX_KEYFRAME_SIDE) for v in raw['patch_size'])
+        except (KeyError, TypeError, ValueError) as e:
+            _fail('keyframes.patch_size', f'expected [w, h]: {e}')
+        if k * pw * ph * feature_dim * 2 > MAX_KEYFRAME_BYTES:
+            _fail('keyframes.patch', 'patch grids exceed the keyframe size limit')
+        _tensor('keyframes.patch', raw['patch'], dtype=torch.float16, shape=(k, ph, pw, feature_dim))
+        _tensor('keyframes.has_patch', raw.get('has_patch'), dtype=torch.bool, shape=(k,))
     if bool((raw['depth'] < 0).any()) or bool((raw['depth'] > config.max_depth * 10).any()):
         _fail('keyframes.depth', 'negative or absurd depth values')
     T = raw['T'].numpy()

@@ -227,9 +227,9 @@ class Mapper:
         with self._lock:
             t0 = time.perf_counter()
             state = self.map
-            feats = state.projector(feats).to(self.device)     # (h, w, D)
-            feats = guided_upsample(feats, frame.rgb, frame.depth, self.config.upsample_config)   # (h f, w f, D)
-            slot = state.add_keyframe(frame, feats)
+            patch = state.projector(feats).to(self.device)     # (h, w, D)
+            feats = guided_upsample(patch, frame.rgb, frame.depth, self.config.upsample_config)   # (h f, w f, D)
+            slot = state.add_keyframe(frame, feats, patch)
             self._count('keyframes_added', 1)
             job = None
             if frame.depth is None and self.config.stereo_depth:

@@ -129,10 +129,10 @@ class MapState:
         return self.trainer.steps if self.trainer is not None else 0
 
     # --- growth ---------------------------------------------------------------------------------
-    def add_keyframe(self, frame: Frame, feats: torch.Tensor) -> int:
-        """Store ``frame`` with its projected teacher features (h, w, D) and fuse it when it has
-        depth. Returns the slot."""
-        slot = self.keyframes.add(frame, feats)
+    def add_keyframe(self, frame: Frame, feats: torch.Tensor, patch: torch.Tensor | None = None) -> int:
+        """Store ``frame`` with its projected (upsampled) teacher features (h, w, D) and the patch
+        grid ``patch`` (ph, pw, D) they come from, and fuse it when it has depth. Returns the slot."""
+        slot = self.keyframes.add(frame, feats, patch)
         self.version += 1
         self.measured_depth |= frame.depth is not None
         self.fuse(slot)
@@ -230,7 +230,8 @@ class MapState:
         cfg = self.config
         tcfg = TrainerConfig(rays_per_step=cfg.rays_per_step, learning_rate=cfg.learning_rate,
                              lr_half_life=cfg.lr_half_life, lr_min_factor=cfg.lr_min_factor,
-                             use_depth=use_depth, render=cfg.render_config)
+                             use_depth=use_depth, render=cfg.render_config,
+                             patch_weight=cfg.patch_loss_weight, patch_share=cfg.patch_loss_share)
         return Trainer(self.field, self.keyframes, tcfg, seed=cfg.seed)
 
     # --- reading --------------------------------------------------------------------------------
