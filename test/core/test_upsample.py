@@ -65,18 +65,31 @@ def test_uniform_guide_interpolates_and_keeps_constant_features():
     const = torch.tensor([0.6, 0.8]).expand(*GRID, 2).contiguous()
     out = guided_upsample(const, rgb, depth)
     assert torch.allclose(out, const[0, 0].expand_as(out), atol=1e-6)
-    # with nothing to guide it, the border is a smooth blend: between the two pure regions
-    out = guided_upsample(feats, rgb, None)
+    # with nothing to guide it (uniform colour and depth), the border is a smooth blend
+    out = guided_upsample(feats, rgb, depth)
     row = F.normalize(out[0], dim=-1)[:, 0]
     assert bool((row[1:] <= row[:-1] + 1e-6).all())           # the left feature fades monotonically
     assert 0.2 < float(row[EDGE // 4]) < 0.95
 
 
-def test_unknown_depth_falls_back_to_colour_and_factor_one_is_identity():
+def test_without_depth_it_is_bilinear_unless_colour_alone_is_asked_for():
     rgb, depth, feats, region = _two_regions(colour_differs=True, depth_differs=True)
-    no_depth = guided_upsample(feats, rgb, np.zeros_like(depth))
-    assert _own_cosine(no_depth, region) == pytest.approx(_own_cosine(guided_upsample(feats, rgb, None), region),
-                                                          abs=1e-6)
+    for no_depth in (None, np.zeros_like(depth), np.full_like(depth, np.nan)):
+        out = guided_upsample(feats, rgb, no_depth, UpsampleConfig(factor=4))
+        assert out.shape == (GRID[0] * 4, GRID[1] * 4, 2)
+        assert torch.allclose(out, _bilinear(feats, 4), atol=1e-6)
+    colour = guided_upsample(feats, rgb, None, UpsampleConfig(factor=4, colour_only=True))
+    assert torch.allclose(colour, guided_upsample(feats, rgb, np.zeros_like(depth),
+                                                  UpsampleConfig(factor=4, colour_only=True)), atol=1e-6)
+    assert _own_cosine(colour, region) > _own_cosine(_bilinear(feats, 4), region) + 0.02
+    # some depth known: guided (colour everywhere, depth where both footprints have it)
+    part = depth.copy()
+    part[:, : EDGE // 2] = 0
+    assert _own_cosine(guided_upsample(feats, rgb, part), region) > _own_cosine(_bilinear(feats, 4), region) + 0.02
+
+
+def test_factor_one_is_identity():
+    rgb, depth, feats, _ = _two_regions()
     same = guided_upsample(feats, rgb, depth, UpsampleConfig(factor=1))
     assert torch.allclose(same, F.normalize(feats, dim=-1))
 

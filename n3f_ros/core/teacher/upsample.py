@@ -19,7 +19,12 @@ over the ``(2 r + 1)^2`` patches ``q`` nearest ``p`` (``r`` = :attr:`UpsampleCon
 are the means over the output pixel's footprint in the frame and ``I_q``, ``d_q`` over the patch's
 (the patch feature describes its whole footprint). Depth is relative (``sd`` a share of ``d_p``:
 a depth sensor's noise grows with range) and only counts where both means are known (pixels
-with depth 0 are unknown; without a depth image, colour alone guides).
+with depth 0 are unknown).
+
+Without any depth (no depth image, or none of its pixels valid: RGB-only, before stereo) the
+output is bilinear between the patches, at the same ``(h * f, w * f)`` size, unless
+``colour_only`` is set: colour alone guides texture edges as well as object borders, and measured
+worse than bilinear (below).
 
 Measured on the quality benchmark's 24 training views (fused teacher over views, features-only
 mIoU with the benchmark's automatic threshold / averaged over thresholds / best threshold per
@@ -57,6 +62,8 @@ class UpsampleConfig:
     sigma_colour: float = option(0.1, 'colour weight: Gaussian width in RGB (0..1 per channel)', range=(0.001, 10.0))
     sigma_depth: float = option(0.04, 'depth weight: Gaussian width as a share of the pixel depth',
                                 range=(0.001, 10.0))
+    colour_only: bool = option(False, 'frames without depth (RGB-only) are upsampled guided by colour alone; '
+                               'off: bilinear between patches (colour alone measured worse than bilinear)')
 
 
 def _footprint_means(img: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]):
@@ -89,12 +96,19 @@ def guided_upsample(feats: torch.Tensor, rgb, depth=None, config: UpsampleConfig
         return l2_normalize(feats)
     dev = feats.device
     oh, ow = h * f, w * f
+    if depth is not None:
+        depth = np.asarray(depth, dtype=np.float32)
+        known = torch.as_tensor(valid_depth(depth), device=dev)
+        if not bool(known.any()):
+            depth = None
+    if depth is None and not cfg.colour_only:
+        # pixel centres in patch units are (i + 0.5) / f - 0.5: what align_corners=False samples
+        up = F.interpolate(feats.permute(2, 0, 1)[None], size=(oh, ow), mode='bilinear', align_corners=False)
+        return l2_normalize(up[0].permute(1, 2, 0))
     colour = torch.as_tensor(rgb, device=dev).permute(2, 0, 1).float()[None] / 255.0      # (1, 3, H, W)
     col_out = F.adaptive_avg_pool2d(colour, (oh, ow))[0].permute(1, 2, 0)                   # (oh, ow, 3)
     col_q = F.adaptive_avg_pool2d(colour, (h, w))[0].permute(1, 2, 0)                       # (h, w, 3)
     if depth is not None:
-        depth = np.asarray(depth, dtype=np.float32)
-        known = torch.as_tensor(valid_depth(depth), device=dev)
         d = torch.where(known, torch.as_tensor(depth, device=dev), torch.zeros((), device=dev))[None]
         d_out, k_out = _footprint_means(d, known, (oh, ow))                                 # (oh, ow, 1)
         d_q, k_q = _footprint_means(d, known, (h, w))                                       # (h, w, 1)
