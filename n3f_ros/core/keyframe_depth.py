@@ -134,18 +134,19 @@ class KeyframeStereo:
             job.filtered[s] = torch.where(n >= need, job.raw[s], torch.zeros_like(job.raw[s]))
         return job
 
-    def apply(self, kf: KeyframeBuffer, job: StereoJob) -> int:
-        """Store the results (call under the buffer's lock). Returns the keyframes updated; nothing
-        is written for a keyframe replaced (or a buffer reset/reloaded) since ``plan``."""
+    def apply(self, kf: KeyframeBuffer, job: StereoJob) -> list[int]:
+        """Store the results (call under the buffer's lock). Returns the slots whose depth was
+        written, ascending; nothing is written for a keyframe replaced (or a buffer reset/reloaded)
+        since ``plan``."""
         if kf is not job.buffer:
-            return 0
+            return []
         alive = {s for s, o in job.orders.items() if s < len(kf) and kf.order[s] == o}
         for t in job.targets:
             if t in alive:
                 self._raw[t] = (kf.order[t], tuple(job.sources[t]), job.raw[t])
-        n = 0
-        for s, d in job.filtered.items():
+        written = []
+        for s, d in sorted(job.filtered.items()):
             if s in alive:
                 kf.depth[s] = d.to(kf.depth.device)
-                n += 1
-        return n
+                written.append(s)
+        return written

@@ -179,11 +179,7 @@ class KeyframeBuffer:
             self.depth[slot] = d
         else:
             self.depth[slot] = 0
-        f = feats.to(self.device, torch.float32)
-        if (f.shape[1], f.shape[0]) != self.feat_size:
-            f = F.interpolate(f.permute(2, 0, 1)[None], size=self.feat_size[::-1], mode='bilinear',
-                              align_corners=False)[0].permute(1, 2, 0)
-        self.feat[slot] = f.to(torch.float16)
+        self.set_feat(slot, feats)
         self.has_patch[slot] = False
         if patch is not None:
             if self.patch is None:
@@ -199,6 +195,15 @@ class KeyframeBuffer:
         self.order[slot] = self._count
         self._count += 1
         return slot
+
+    def set_feat(self, slot: int, feats: torch.Tensor) -> None:
+        """Replace the teacher features (h, w, D) of ``slot`` (bilinearly resized to the buffer's
+        feature grid when their size differs; stored float16)."""
+        f = feats.to(self.device, torch.float32)
+        if (f.shape[1], f.shape[0]) != self.feat_size:
+            f = F.interpolate(f.permute(2, 0, 1)[None], size=self.feat_size[::-1], mode='bilinear',
+                              align_corners=False)[0].permute(1, 2, 0)
+        self.feat[slot] = f.to(torch.float16)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> RayBatch:
         """``n`` random rays from the stored keyframes (a share from the newest one)."""

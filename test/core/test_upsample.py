@@ -130,3 +130,34 @@ def test_keyframes_store_the_upsampled_grid():
         m = Mapper(MapperConfig(**cfg, upsample_config=UpsampleConfig(factor=factor)), teacher=teacher)
         assert m.integrate(seq[0])
         assert m.map.keyframes.feat_size == (grid[1] * factor, grid[0] * factor)
+
+
+def test_rgb_only_keyframes_are_upsampled_again_once_stereo_gives_them_depth():
+    """Stored without depth (bilinear), an RGB-only keyframe's features are upsampled again from
+    its patch grid, guided by its colour and stereo depth, when stereo writes its depth."""
+    seq = make_sequence(0, 24, 160, 120)
+    teacher = SyntheticTeacher(seed=0)
+    cfg = MapperConfig(teacher_model='synthetic', keyframe_translation=0.0, keyframe_rotation=0.0,
+                       max_keyframes=8, keyframe_width=80, feature_dim=8)
+    m = Mapper(cfg, teacher=teacher)
+    for i in range(0, 12, 2):
+        f = seq[i]
+        m.integrate(type(f)(f.rgb, f.camera, f.T_world_cam, f.stamp, None, f.instance))   # no depth image
+    kf = m.map.keyframes
+    assert m.stats()['stereo_reguided'] >= 1
+    reguided = bilinear = 0
+    for s in range(len(kf)):
+        patch = kf.patch[s].float()
+        fh, fw = kf.feat_size[1], kf.feat_size[0]
+        flat = F.normalize(F.interpolate(patch.permute(2, 0, 1)[None], size=(fh, fw), mode='bilinear',
+                                         align_corners=False)[0].permute(1, 2, 0), dim=-1)
+        stored = kf.feat[s].float()
+        if (kf.depth[s] > 0).any():
+            guided = guided_upsample(patch, kf.rgb[s].numpy(), kf.depth[s].numpy(), cfg.upsample_config)
+            assert torch.allclose(stored, guided, atol=2e-3)
+            assert float((stored - flat).norm(dim=-1).max()) > 0.05    # depth and colour moved borders
+            reguided += 1
+        else:
+            assert torch.allclose(stored, flat, atol=2e-3)
+            bilinear += 1
+    assert reguided >= 1

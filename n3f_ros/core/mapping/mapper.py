@@ -241,11 +241,12 @@ class Mapper:
             t0 = time.perf_counter()
             state.stereo.run(job)
             with self._lock:
-                n = state.stereo.apply(state.keyframes, job)
-                if n and not self._counters['stereo_keyframes']:
+                slots = state.stereo.apply(state.keyframes, job)
+                if slots and not self._counters['stereo_keyframes']:
                     log.info('no depth images: keyframe depth is triangulated by multi-view stereo')
-                self._count('stereo_keyframes', n)
+                self._count('stereo_keyframes', len(slots))
                 if self.map is state:
+                    self._count('stereo_reguided', state.reguide(slots))
                     t1 = time.perf_counter()
                     if state.fuse_all():
                         self._time('fuse', time.perf_counter() - t1)

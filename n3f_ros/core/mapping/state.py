@@ -33,6 +33,7 @@ from n3f_ros.core.mapping.fused import FusedLayer
 from n3f_ros.core.mapping.sources import FALLBACK_KEYFRAMES, FeatureSources, HeldOutKeyframe
 from n3f_ros.core.scene_bounds import bounds_from_depth, bounds_from_views
 from n3f_ros.core.teacher import FeatureProjector
+from n3f_ros.core.teacher.upsample import guided_upsample
 from n3f_ros.core.trainer import Trainer, TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,24 @@ class MapState:
         self.measured_depth |= frame.depth is not None
         self.fuse(slot)
         return slot
+
+    def reguide(self, slots) -> int:
+        """Upsample the teacher features of the keyframes in ``slots`` again from their stored
+        patch grid, guided by their colour and their depth as it is now (called when stereo has
+        written an RGB-only keyframe's depth: it was stored upsampled bilinearly, with no depth to
+        guide it; ``core/teacher/upsample.py``). Keyframes without a patch grid are left as they
+        are. Returns the keyframes whose features were replaced."""
+        kf, cfg = self.keyframes, self.config.upsample_config
+        n = 0
+        for s in slots:
+            if cfg.factor <= 1 or kf.patch is None or not bool(kf.has_patch[s]):
+                continue
+            feats = guided_upsample(kf.patch[s].float(), kf.rgb[s].cpu().numpy(), kf.depth[s].cpu().numpy(), cfg)
+            kf.set_feat(s, feats)
+            n += 1
+        if n:
+            self.version += 1                 # the student's targets changed
+        return n
 
     def fuse(self, slot: int) -> int:
         """Fuse the keyframe in ``slot`` into the fused layer if it has depth and was not fused yet
