@@ -103,7 +103,12 @@ class N3FNode(Node):
             for path in remove_stale_temp_files(map_dir):
                 self.get_logger().info(f'removed {path}, left by a save that was interrupted')
         self.mapper.start()
-        self._create_interfaces()
+        try:
+            self._create_interfaces()
+        except BaseException:
+            # e.g. a Ctrl-C shut the context down meanwhile: no training thread outlives the node
+            self.mapper.stop(timeout=STOP_TIMEOUT)
+            raise
         self.add_on_set_parameters_callback(self._on_set_parameters)
         teacher = self.mapper.teacher
         prov = getattr(teacher, 'provenance', None) or {}
@@ -497,6 +502,11 @@ def main(args=None) -> int:
     except StartupError as e:
         rclpy.logging.get_logger('n3f').fatal(str(e))
         rc = 1
+    except Exception:
+        if rclpy.ok():
+            raise
+        # SIGINT / SIGTERM arrived while the node was being built: rclpy's handler shut the
+        # context down and whatever was being created raised ('context is not valid'): a stop
     finally:
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))   # impatient second Ctrl-C
         if node is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 
 #: exit status of a process stopped by SIGINT before it was running (128 + SIGINT)
 EXIT_INTERRUPTED = 130
@@ -35,12 +36,21 @@ def _exit_now(rc: int) -> None:
 
 
 def main(args=None) -> None:
-    """``n3f_node``: run the node until shutdown, then exit at once with its status."""
+    """``n3f_node``: run the node until shutdown, then exit at once with its status (also after
+    an unexpected error, whose traceback is printed: finalizing with a live worker thread could
+    hang the process)."""
     try:
         from n3f_ros.ros.node import main as run_node
     except KeyboardInterrupt:               # Ctrl-C while importing rclpy / numpy: nothing to clean up
         _exit_now(EXIT_INTERRUPTED)
-    _exit_now(run_node(args))
+    try:
+        rc = run_node(args)
+    except KeyboardInterrupt:               # Ctrl-C before rclpy's handler was installed
+        rc = EXIT_INTERRUPTED
+    except Exception:
+        traceback.print_exc()
+        rc = 1
+    _exit_now(rc)
 
 
 if __name__ == '__main__':
