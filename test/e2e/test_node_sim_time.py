@@ -156,6 +156,44 @@ node_main.main(sys.argv[2:])
 """
 
 
+#: ``python -c`` child: the node's entry point, with a Ctrl-C that lands inside a library's import
+#: whose broad ``except`` swallows a ``KeyboardInterrupt``
+CTRL_C_IN_A_SWALLOWING_IMPORT = """
+import builtins, os, signal, sys, time
+real_import, hit = builtins.__import__, []
+def importing(name, *a, **k):
+    if name == 'rclpy' and not hit:
+        hit.append(name)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        except BaseException:
+            pass
+    return real_import(name, *a, **k)
+builtins.__import__ = importing
+from n3f_ros.ros import node_main
+node_main.main(sys.argv[1:])
+"""
+
+
+def test_ctrl_c_during_the_imports_is_not_lost(tmp_path):
+    """A Ctrl-C while the node imports its libraries stops it, even where a library's import would
+    have swallowed the ``KeyboardInterrupt`` (the node then went on to start and run)."""
+    cmd = [sys.executable, '-c', CTRL_C_IN_A_SWALLOWING_IMPORT, '--ros-args', '--params-file',
+           str(REPO / 'config' / 'n3f.yaml'), '-r', f'__ns:={NS}']
+    for k, v in NODE_PARAMS.items():
+        cmd += ['-p', f'{k}:={v}']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f'the node ignored the Ctrl-C: {out[-2000:]}')
+    assert proc.returncode == 130 and 'Traceback' not in out and 'ready' not in out, (proc.returncode, out[-2000:])
+
+
 @pytest.mark.parametrize('what', ['sigint', 'shutdown'])
 def test_stop_between_rclpy_init_and_the_node_is_quiet(tmp_path, what):
     """A stop right after ``rclpy.init``: creating the node then fails ('context is not valid');
