@@ -48,7 +48,6 @@ from n3f_ros.core.mapping.state import MapState, clone_field
 from n3f_ros.core.persistence import load_map_file, save_map_file
 from n3f_ros.core.raster import clean_depth, valid_depth
 from n3f_ros.core.teacher import make_teacher
-from n3f_ros.core.teacher.upsample import guided_upsample
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +227,7 @@ class Mapper:
             t0 = time.perf_counter()
             state = self.map
             patch = state.projector(feats).to(self.device)     # (h, w, D)
-            feats = guided_upsample(patch, frame.rgb, frame.depth, self.config.upsample_config)   # (h f, w f, D)
-            slot = state.add_keyframe(frame, feats, patch)
+            slot = state.add_keyframe(frame, patch)
             self._count('keyframes_added', 1)
             job = None
             if frame.depth is None and self.config.stereo_depth:

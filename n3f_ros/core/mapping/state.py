@@ -130,9 +130,12 @@ class MapState:
         return self.trainer.steps if self.trainer is not None else 0
 
     # --- growth ---------------------------------------------------------------------------------
-    def add_keyframe(self, frame: Frame, feats: torch.Tensor, patch: torch.Tensor | None = None) -> int:
-        """Store ``frame`` with its projected (upsampled) teacher features (h, w, D) and the patch
-        grid ``patch`` (ph, pw, D) they come from, and fuse it when it has depth. Returns the slot."""
+    def add_keyframe(self, frame: Frame, patch: torch.Tensor) -> int:
+        """Store ``frame`` with its projected teacher patch grid ``patch`` (ph, pw, D) and the
+        features upsampled from it, guided by the frame's colour and depth (``core/teacher/upsample.py``;
+        ``reguide`` does it again once stereo gives an RGB-only keyframe depth), and fuse it when it
+        has depth. Returns the slot."""
+        feats = guided_upsample(patch, frame.rgb, frame.depth, self.config.upsample_config)   # (ph f, pw f, D)
         slot = self.keyframes.add(frame, feats, patch)
         self.version += 1
         self.measured_depth |= frame.depth is not None
@@ -146,9 +149,11 @@ class MapState:
         guide it; ``core/teacher/upsample.py``). Keyframes without a patch grid are left as they
         are. Returns the keyframes whose features were replaced."""
         kf, cfg = self.keyframes, self.config.upsample_config
+        if cfg.factor <= 1 or kf.patch is None:
+            return 0
         n = 0
         for s in slots:
-            if cfg.factor <= 1 or kf.patch is None or not bool(kf.has_patch[s]):
+            if not bool(kf.has_patch[s]):
                 continue
             feats = guided_upsample(kf.patch[s].float(), kf.rgb[s].cpu().numpy(), kf.depth[s].cpu().numpy(), cfg)
             kf.set_feat(s, feats)
