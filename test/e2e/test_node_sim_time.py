@@ -40,15 +40,21 @@ NODE_PARAMS = {
 LAUNCH_SIGTERM_TIMEOUT = 5.0
 
 
-def start_node(log: Path, params: dict) -> subprocess.Popen:
-    """``python -m n3f_ros.ros.node_main`` in namespace NS with ``params``, output to ``log``."""
-    cmd = [sys.executable, '-m', 'n3f_ros.ros.node_main', '--ros-args', '--params-file',
-           str(REPO / 'config' / 'n3f.yaml'), '-r', f'__ns:={NS}']
+def node_command(python_args: list, params: dict) -> list:
+    """``python <python_args> --ros-args`` with the shipped config, namespace NS and ``params``."""
+    cmd = [sys.executable, *python_args, '--ros-args', '--params-file', str(REPO / 'config' / 'n3f.yaml'),
+           '-r', f'__ns:={NS}']
     for k, v in params.items():
         cmd += ['-p', f'{k}:={v}']
+    return cmd
+
+
+def start_node(log: Path, params: dict) -> subprocess.Popen:
+    """``python -m n3f_ros.ros.node_main`` in namespace NS with ``params``, output to ``log``."""
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     with open(log, 'w') as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(node_command(['-m', 'n3f_ros.ros.node_main'], params), stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
 
 
 def stamp_s(msg) -> float:
@@ -179,10 +185,7 @@ node_main.main(sys.argv[1:])
 def test_ctrl_c_during_the_imports_is_not_lost(tmp_path):
     """A Ctrl-C while the node imports its libraries stops it, even where a library's import would
     have swallowed the ``KeyboardInterrupt`` (the node then went on to start and run)."""
-    cmd = [sys.executable, '-c', CTRL_C_IN_A_SWALLOWING_IMPORT, '--ros-args', '--params-file',
-           str(REPO / 'config' / 'n3f.yaml'), '-r', f'__ns:={NS}']
-    for k, v in NODE_PARAMS.items():
-        cmd += ['-p', f'{k}:={v}']
+    cmd = node_command(['-c', CTRL_C_IN_A_SWALLOWING_IMPORT], NODE_PARAMS)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED='1'))
     try:
@@ -198,10 +201,7 @@ def test_ctrl_c_during_the_imports_is_not_lost(tmp_path):
 def test_stop_between_rclpy_init_and_the_node_is_quiet(tmp_path, what):
     """A stop right after ``rclpy.init``: creating the node then fails ('context is not valid');
     that is a stop, not a crash (seen once in ~40 timed Ctrl-Cs, and as a hang under CI load)."""
-    cmd = [sys.executable, '-c', RIGHT_AFTER_INIT, what, '--ros-args', '--params-file',
-           str(REPO / 'config' / 'n3f.yaml'), '-r', f'__ns:={NS}']
-    for k, v in NODE_PARAMS.items():
-        cmd += ['-p', f'{k}:={v}']
+    cmd = node_command(['-c', RIGHT_AFTER_INIT, what], NODE_PARAMS)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONUNBUFFERED='1'))
     text = out.stdout + out.stderr
     assert 'Traceback' not in text and 'KeyboardInterrupt' not in text, text[-3000:]
