@@ -22,8 +22,10 @@ Loss per step over rays sampled from the keyframes:
   features, unchanged. Off by default (``MapperConfig.patch_loss_weight`` 0): on the toy of
   test/core/test_patch_loss.py it lifts a sub-patch square's feature from cos 0.35 to 0.54, but on
   the quality benchmark (synthetic teacher, open3d scene, weight 1) the held-out measurement,
-  which compares per pixel with the upsampled teacher, never took a copy after step 200, so the
-  benchmark could not show what it gives there (bench/RESULTS.md).
+  which compares per pixel with the upsampled teacher, never took a copy after step 200; and with
+  a held-out measurement in the patch domain instead (an experiment, DINOv2 pybullet RGB-D) the
+  answering student was worse than without the loss (0.590 vs 0.691 features-only mIoU) and the
+  fused layer stayed closer to the held-out tokens (bench/RESULTS.md, stop 23).
 
 RGB-only mode ignores stored depth: geometry comes from colour alone, with importance sampling.
 
