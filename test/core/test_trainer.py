@@ -7,7 +7,7 @@ import torch
 from n3f_ros.core.camera import PinholeCamera, look_at
 from n3f_ros.core.frame import Frame
 from n3f_ros.core.field.model import FeatureField, FieldConfig
-from n3f_ros.core.field.render import RenderSettings
+from n3f_ros.core.field.render import RenderSettings, render_rays
 from n3f_ros.core.keyframes import KeyframeBuffer, KeyframeConfig
 from n3f_ros.core.trainer import Trainer, TrainerConfig, lr_factor
 
@@ -75,3 +75,52 @@ def test_zero_half_life_keeps_the_rate_constant():
     for _ in range(5):
         trainer.step()
         assert trainer.lr == pytest.approx(1e-2)
+
+
+def _spread_of_keyframe_rays(trainer, buf) -> float:
+    """Mean feature spread along the rays of every stored keyframe pixel (deterministic samples)."""
+    rays = buf.sample(256, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = render_rays(trainer.field, rays.origins, rays.dirs, trainer.config.render, perturb=False,
+                          feature_spread=True)
+    w = out.acc.clamp(0, 1)
+    return float((w * out.feat_spread).sum() / w.sum())
+
+
+def test_feature_spread_is_zero_for_features_constant_along_rays_and_positive_otherwise():
+    trainer, buf = _trainer(half_life=0)
+    for _ in range(20):            # a fresh field's features are nearly constant (tiny grid init)
+        trainer.step()
+    rays = buf.sample(64, torch.Generator().manual_seed(1))
+    field = trainer.field
+    with torch.no_grad():
+        out = render_rays(field, rays.origins, rays.dirs, trainer.config.render, perturb=False, feature_spread=True)
+        assert out.feat_spread.shape == (64,)
+        assert float(out.feat_spread.min()) >= 0.0 and float(out.feat_spread.max()) > 1e-4
+        field.feature_head[-1].weight.zero_()                 # the same feature at every point
+        out = render_rays(field, rays.origins, rays.dirs, trainer.config.render, perturb=False, feature_spread=True)
+    assert float(out.feat_spread.max()) < 1e-8
+    assert render_rays(field, rays.origins, rays.dirs, trainer.config.render, perturb=False).feat_spread is None
+
+
+@pytest.mark.parametrize('use_depth', [False, True])
+def test_rays_without_depth_fit_every_sample_rays_with_depth_only_the_composite(use_depth):
+    """Colour alone (no depth for the loss): with the spread term at the shipped weight the samples
+    along each ray carry less spread of features than without it (more still at weight 1); with
+    depth on every ray the term is not computed."""
+    shipped = TrainerConfig.__dataclass_fields__['w_feat_spread'].default
+    assert 0.0 < shipped < 1.0
+    spreads = {}
+    for w in (0.0, shipped, 1.0):
+        trainer, buf = _trainer(half_life=0)
+        trainer.config.use_depth = use_depth
+        trainer.config.w_feat_spread = w
+        for _ in range(60):
+            terms = trainer.step()
+        assert ('feat_spread' in terms) == (w > 0 and not use_depth)
+        spreads[w] = _spread_of_keyframe_rays(trainer, buf)
+    if use_depth:
+        assert spreads[1.0] == pytest.approx(spreads[0.0])        # the same training: term not used
+        assert spreads[shipped] == pytest.approx(spreads[0.0])
+    else:
+        assert spreads[1.0] < spreads[shipped] < 0.9 * spreads[0.0]

@@ -43,6 +43,7 @@ class RenderOut:
     depth: torch.Tensor          # (N,) expected z-depth in metres (un-normalised: sum w t)
     acc: torch.Tensor            # (N,) opacity in [0, 1]
     feat: torch.Tensor | None    # (N, D) opacity-normalised feature (weights detached)
+    feat_spread: torch.Tensor | None = None   # (N,) sum_i w_i |f_i - feat|^2 over the ray's samples
 
 
 def ray_box(origins: torch.Tensor, dirs: torch.Tensor, bounds: torch.Tensor):
@@ -89,9 +90,13 @@ def composite(sigma, t, dirs_norm, far):
 
 def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, settings: RenderSettings,
                 depth: torch.Tensor | None = None, perturb: bool = True,
-                with_features: bool = True, generator: torch.Generator | None = None) -> RenderOut:
+                with_features: bool = True, generator: torch.Generator | None = None,
+                feature_spread: bool = False) -> RenderOut:
     """Render N rays (origins, dirs (N, 3) world). ``depth`` (N,) metres, <= 0 where unknown.
     ``generator`` (on the rays' device): the random source of the sample jitter (``perturb``).
+    ``feature_spread``: also return ``feat_spread``, the spread of the samples' features around
+    the rendered one (weights detached and opacity-normalised as the feature's; samples skipped by
+    ``feature_weight_min`` count 0), what ``core/trainer.py`` penalises on rays without depth.
     Rays with a non-finite or absurd origin, direction or depth (beyond :data:`MAX_RAY_COORD`) are
     rendered as empty (zero colour, depth, opacity and feature) instead of producing NaN."""
     ok = (torch.isfinite(origins).all(-1) & torch.isfinite(dirs).all(-1)
@@ -100,10 +105,11 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, settings: Rend
         out = render_rays(field, torch.where(ok[:, None], origins, 0.0),
                           torch.where(ok[:, None], dirs, torch.tensor([0.0, 0.0, 1.0], device=dirs.device)),
                           settings, None if depth is None else torch.where(ok, depth, 0.0), perturb,
-                          with_features, generator)
+                          with_features, generator, feature_spread)
         z = ok.to(out.acc.dtype)
         return RenderOut(out.rgb * z[:, None], out.depth * z, out.acc * z,
-                         None if out.feat is None else out.feat * z[:, None])
+                         None if out.feat is None else out.feat * z[:, None],
+                         None if out.feat_spread is None else out.feat_spread * z)
     if depth is not None:
         depth = torch.where(torch.isfinite(depth) & (depth.abs() < MAX_RAY_COORD), depth, torch.zeros_like(depth))
     near, far, hit = ray_box(origins, dirs, field.bounds)
@@ -137,7 +143,7 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, settings: Rend
     acc = w.sum(-1)
     out_rgb = (w[..., None] * rgb.reshape(n, s, 3)).sum(1)
     out_depth = (w * t).sum(-1)
-    out_feat = None
+    out_feat = spread = None
     if with_features:
         # features only where the (detached) weight matters: most samples are in free space
         wd = (w.detach() / (acc.detach()[:, None] + 1e-6)).reshape(-1)
@@ -145,8 +151,11 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, settings: Rend
         feat = torch.zeros(n * s, field.config.feature_dim, device=pts.device)
         if keep.any():
             feat[keep] = field.features(pts[keep], enc[keep].detach())
-        out_feat = (wd[:, None] * feat).reshape(n, s, -1).sum(1)
-    return RenderOut(out_rgb, out_depth, acc, out_feat)
+        out_feat = (wd[:, None] * feat).reshape(n, s, -1).sum(1)                # (N, D)
+        if feature_spread:
+            dev = ((feat.reshape(n, s, -1) - out_feat[:, None]) ** 2).sum(-1)    # (N, S)
+            spread = ((wd * keep).reshape(n, s) * dev).sum(-1)                  # (N,)
+    return RenderOut(out_rgb, out_depth, acc, out_feat, spread)
 
 
 @torch.no_grad()
