@@ -55,7 +55,8 @@ SERVICES = (
     ('~/reset', 'std_srvs/srv/Trigger', 'forget the map (prototypes kept)'),
     ('~/save', 'std_srvs/srv/Trigger', 'write the map atomically to `map_path`'),
     ('~/load', 'std_srvs/srv/Trigger', 'replace the map with `map_path` (safe loader; on error the map is kept)'),
-    ('~/pause', 'std_srvs/srv/SetBool', 'pause (true) / resume (false) integration and training'),
+    ('~/pause', 'std_srvs/srv/SetBool', 'pause (true) / resume (false) integration and training; a pause answers '
+     'once the work in flight has finished: from then on the map does not change'),
 )
 
 # Query, prototype and map services of n3f_interfaces (SPEC §3): the node's service interface; their

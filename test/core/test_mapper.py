@@ -1,5 +1,6 @@
 """The Mapper facade on a synthetic scene: distillation, queries, threading, persistence."""
 import logging
+import threading
 import time
 
 import numpy as np
@@ -211,9 +212,61 @@ def test_worker_thread_queue_and_pause(seq):
         n_kf, steps = len(m.keyframes), m.train_steps
         assert m.submit(seq[-1]) is False
         time.sleep(0.5)
-        assert len(m.keyframes) == n_kf and m.train_steps <= steps + 1
+        assert len(m.keyframes) == n_kf and m.train_steps == steps      # nothing after the pause returned
         assert m.stats()['frames_dropped_paused'] >= 1
     finally:
+        m.stop()
+    assert m.stats().get('worker_errors', 0) == 0
+
+
+class _GatedTeacher(SyntheticTeacher):
+    """The real synthetic teacher, held at a gate: the test decides when an integration may go on."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def __call__(self, frame):
+        self.entered.set()
+        assert self.gate.wait(60)
+        return super().__call__(frame)
+
+
+def test_pause_waits_for_the_work_in_flight_and_then_nothing_changes(seq):
+    """~/pause: an integration in flight when the pause is asked finishes before ``set_paused``
+    returns (it is not dropped half-way, nor finished after), and afterwards neither keyframes
+    nor training steps change, so two queries after a pause see the same map."""
+    teacher = _GatedTeacher(seed=3, stride=8)
+    teacher.gate.set()
+    m = Mapper(_config(bounds_keyframes=2), teacher=teacher)           # the field exists after 2
+    m.integrate(seq[0])
+    m.integrate(seq[2])
+    m.start()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and m.train_steps < 2:
+            time.sleep(0.05)
+        assert m.train_steps >= 2
+        teacher.gate.clear()
+        teacher.entered.clear()
+        m.submit(seq[4])
+        assert teacher.entered.wait(60)                       # the worker is inside the integration
+        paused = threading.Event()
+        threading.Thread(target=lambda: (m.set_paused(True), paused.set()), daemon=True).start()
+        assert not paused.wait(0.5)                           # the pause waits for it
+        teacher.gate.set()
+        assert paused.wait(60)
+        n_kf, steps = len(m.keyframes), m.train_steps
+        assert n_kf == 3                                      # the frame in flight was integrated
+        time.sleep(0.5)
+        assert (len(m.keyframes), m.train_steps) == (n_kf, steps)
+        m.set_paused(False)
+        deadline = time.time() + 60
+        while time.time() < deadline and m.train_steps == steps:
+            time.sleep(0.05)
+        assert m.train_steps > steps                          # resumed
+    finally:
+        teacher.gate.set()
         m.stop()
     assert m.stats().get('worker_errors', 0) == 0
 

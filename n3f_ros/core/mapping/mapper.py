@@ -69,6 +69,7 @@ class Mapper:
         self._lock = threading.RLock()
         self._queue: collections.deque[Frame] = collections.deque()
         self._wake = threading.Condition()
+        self._working = threading.Lock()             # held by the worker for one unit of work (set_paused)
         self._thread: threading.Thread | None = None
         self._running = False
         self.paused = False
@@ -331,11 +332,19 @@ class Mapper:
             self._thread = None
 
     def set_paused(self, paused: bool) -> None:
+        """Pause (or resume) integration and training. Pausing drops the queued frames and returns
+        once the worker's unit of work in flight (an integration or a training step, with its
+        held-out measurement) has finished, so the map does not change after it returns: two
+        queries after a pause see the same map. Never call it from the worker thread or while
+        holding the map lock (the work it waits for takes that lock)."""
         with self._wake:
             self.paused = bool(paused)
             if self.paused:
                 self._queue.clear()
             self._wake.notify_all()
+        if self.paused:
+            with self._working:        # the worker re-checks ``paused`` under it before any work
+                pass
 
     def _run(self) -> None:
         while self._running:
@@ -344,20 +353,27 @@ class Mapper:
                 if self._queue and not self.paused:
                     frame = self._queue.pop()          # newest
                     self._queue.clear()
+            idle = True
             try:
-                if frame is not None:
-                    self.integrate(frame)
-                elif not self.paused and self.map.trainer is not None:
-                    self.train(1)
-                else:
-                    with self._wake:
-                        self._wake.wait(0.05)
+                with self._working:                    # a pause waits for this unit of work
+                    if self.paused:                    # paused since the frame was taken
+                        if frame is not None:
+                            self._count('frames_dropped_paused', 1)
+                    elif frame is not None:
+                        idle = False
+                        self.integrate(frame)
+                    elif self.map.trainer is not None:
+                        idle = False
+                        self.train(1)
             except FrameRejected as e:
                 log.warning('frame rejected: %s', e)
             except Exception:   # noqa: BLE001 - the worker must survive anything a frame does
                 self._count('worker_errors', 1)
                 log.exception('mapper worker error')
                 time.sleep(0.1)
+            if idle:
+                with self._wake:
+                    self._wake.wait(0.05)
 
     # ------------------------------------------------------------------------------------------
     # outputs (computed from snapshots, outside the lock)
