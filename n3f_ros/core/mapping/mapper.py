@@ -342,7 +342,7 @@ class Mapper:
             if self.paused:
                 self._queue.clear()
             self._wake.notify_all()
-        if self.paused:
+        if paused:
             with self._working:        # the worker re-checks ``paused`` under it before any work
                 pass
 
