@@ -44,7 +44,11 @@ Loss per step over rays sampled from the keyframes:
   0.423, the right way round for both); with a held-out measurement in the patch domain (an
   experiment) the answering student was worse as well (0.590 vs 0.691). A ViT's token is not the
   mean of per-pixel features, and the product's teacher is a ViT, so the loss stays off
-  (bench/RESULTS.md, stops 23 and 25).
+  (bench/RESULTS.md, stops 23 and 25). Nor can the held-out error choose it online: with a
+  per-pixel and a patch feature branch trained side by side on the same rays it preferred the
+  per-pixel one for the synthetic teacher as well (0.396 vs 0.410), whose curve then fell as
+  before, and the shared rays cost DINOv2 0.03 mIoU (stop 26; the code is kept as a patch in
+  bench/results/objective_auto/).
 
 RGB-only mode ignores stored depth: geometry comes from colour alone, with importance sampling.
 
